@@ -1,0 +1,3 @@
+from operadora.cli import main
+
+main()

@@ -1,0 +1,275 @@
+"""The one Settings model, nested by component.
+
+Precedence: defaults < config file < environment < CLI overrides. Environment variables use the
+prefix ``OPERADORA_`` and ``__`` for nesting (``OPERADORA_MEDIA__PORT=9092``). The names of the
+user's original design are accepted too (``ASTERISK_HOST``, ``ARI_PASSWORD``, ``AI_BACKEND_HOST``,
+``AI_BACKEND_PORT``). Components receive their own sub-settings; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+CONFIG_FILE_ENV = "OPERADORA_CONFIG"
+
+
+class AriServerSettings(BaseModel):
+    """One Asterisk server reached through ARI."""
+
+    name: str = "asterisk-1"
+    url: str = "http://127.0.0.1:8088/ari"
+    username: str = "operadora"
+    password: SecretStr | None = None
+    app: str = "callcenter-ai"
+    connect_timeout_s: float = Field(5.0, gt=0)
+    request_timeout_s: float = Field(5.0, gt=0)
+    reconnect_max_backoff_s: float = Field(30.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class AsteriskSettings(BaseModel):
+    """The Asterisk servers Operadora controls and how they reach Operadora's media server."""
+
+    servers: list[AriServerSettings] = Field(default_factory=lambda: [AriServerSettings()])
+    # host:port at which Asterisk connects to our AudioSocket server (externalMedia external_host)
+    media_address: str = "127.0.0.1:9092"
+    media_format: Literal["slin", "slin16"] = "slin16"
+
+
+class MediaSettings(BaseModel):
+    """The AudioSocket media server."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(9092, ge=0, le=65535)
+    uuid_timeout_s: float = Field(5.0, gt=0)
+    max_payload: int = Field(8192, gt=0, le=65535)
+    frame_ms: int = Field(20, gt=0)
+    workers: int = Field(1, ge=1)
+    uvloop: bool = True
+
+
+class VadSettings(BaseModel):
+    engine: Literal["silero", "webrtc", "energy"] = "silero"
+    threshold: float = Field(0.5, gt=0, lt=1)
+    min_speech_ms: int = Field(120, ge=0)
+    end_of_turn_silence_ms: int = Field(280, ge=0)
+    barge_in_min_speech_ms: int = Field(60, ge=0)
+
+
+class SttSettings(BaseModel):
+    engine: Literal["whisper", "openai", "fake"] = "whisper"
+    model_path: Path | None = None  # a faster-whisper model directory; default: bundled tiny.en
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compute_type: str = "int8"
+    language: str | None = None
+    base_url: str | None = None  # OpenAI-compatible /v1/audio/transcriptions server
+    api_key: SecretStr | None = None
+    model: str = "whisper-1"
+    timeout_s: float = Field(15.0, gt=0)
+
+
+class TtsSettings(BaseModel):
+    engine: Literal["espeak", "piper", "http", "fake"] = "espeak"
+    voice: str | None = None
+    model_path: Path | None = None  # a Piper .onnx voice
+    base_url: str | None = None  # OpenAI-compatible /v1/audio/speech or F5-TTS server
+    api_key: SecretStr | None = None
+    model: str = "tts-1"
+    rate_wpm: int = Field(175, gt=0)
+    timeout_s: float = Field(15.0, gt=0)
+
+
+class AgentSettings(BaseModel):
+    engine: Literal["scripted", "llm"] = "scripted"
+    script: Path | None = None  # YAML agent script; default: the shipped call-center script
+    language: Literal["en", "es"] = "en"
+    base_url: str | None = None  # OpenAI-compatible chat-completions server
+    api_key: SecretStr | None = None
+    model: str = "qwen3-14b"
+    system_prompt: str | None = None
+    temperature: float = Field(0.3, ge=0, le=2)
+    timeout_s: float = Field(20.0, gt=0)
+    intent_threshold: float = Field(0.45, ge=0, le=1)
+
+
+class VoiceSettings(BaseModel):
+    vad: VadSettings = Field(default_factory=VadSettings)
+    stt: SttSettings = Field(default_factory=SttSettings)
+    tts: TtsSettings = Field(default_factory=TtsSettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    models_dir: Path = Path("~/.local/share/operadora/models")
+
+
+class StoreSettings(BaseModel):
+    url: SecretStr = SecretStr("sqlite+aiosqlite:///./operadora.db")
+    recordings_dir: Path = Path("./recordings")
+    recording_retention_days: int = Field(30, ge=1)
+
+
+class StateSettings(BaseModel):
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: SecretStr | None = None
+    instance_id: str | None = None
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    rate_limit_calls: int = Field(5, ge=1)
+    rate_limit_window_s: float = Field(60.0, gt=0)
+
+
+class HardwareSettings(BaseModel):
+    gateway_prefixes: list[str] = Field(default_factory=lambda: ["gateway-fxo"])
+    gateway_addresses: list[str] = Field(default_factory=list)
+    dahdi_dev: Path = Path("/dev/dahdi")
+    dahdi_scan: str = "dahdi_scan"
+    probe_timeout_s: float = Field(3.0, gt=0)
+
+
+class SimSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8088, ge=0, le=65535)
+    username: str = "operadora"
+    password: SecretStr | None = None
+
+
+class LogSettings(BaseModel):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_format: bool = False
+
+
+class _DesignNamesSource(PydanticBaseSettingsSource):
+    """Maps the environment names used in the user's design onto our settings."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self._environ = environ
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        env = self._environ
+        out: dict[str, Any] = {}
+        server: dict[str, Any] = {}
+        if host := env.get("ASTERISK_HOST"):
+            server["url"] = f"http://{host}:{env.get('ASTERISK_ARI_PORT', '8088')}/ari"
+        if password := env.get("ARI_PASSWORD"):
+            server["password"] = password
+        if user := env.get("ARI_USER"):
+            server["username"] = user
+        if server:
+            out["asterisk"] = {"servers": [server]}
+        media: dict[str, Any] = {}
+        if host := env.get("AI_BACKEND_HOST"):
+            media["host"] = host
+        if port := env.get("AI_BACKEND_PORT"):
+            media["port"] = port
+        if media:
+            out["media"] = media
+            if "asterisk" not in out:
+                out["asterisk"] = {}
+            out["asterisk"]["media_address"] = (
+                f"{media.get('host', '127.0.0.1')}:{media.get('port', 9092)}"
+            )
+        return out
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="OPERADORA_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    asterisk: AsteriskSettings = Field(default_factory=AsteriskSettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
+    voice: VoiceSettings = Field(default_factory=VoiceSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    hardware: HardwareSettings = Field(default_factory=HardwareSettings)
+    sim: SimSettings = Field(default_factory=SimSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            env_settings,
+            _DesignNamesSource(settings_cls, os.environ),
+        ]
+        path = os.environ.get(CONFIG_FILE_ENV)
+        if path:
+            sources.append(_file_source(settings_cls, Path(path)))
+        return tuple(sources)
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the setting."""
+
+
+def _file_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSettingsSource:
+    if not path.is_file():
+        raise ConfigError(f"{CONFIG_FILE_ENV}: no such config file: {path}")
+    if path.suffix == ".toml":
+        return TomlConfigSettingsSource(settings_cls, toml_file=path)
+    if path.suffix in (".yaml", ".yml"):
+        return YamlConfigSettingsSource(settings_cls, yaml_file=path)
+    raise ConfigError(f"{CONFIG_FILE_ENV}: config file must be .toml, .yaml or .yml: {path}")
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings, turning validation errors into one message per bad setting."""
+    if config_file is not None:
+        os.environ[CONFIG_FILE_ENV] = str(config_file)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"])
+            env = "OPERADORA_" + "__".join(str(p).upper() for p in err["loc"])
+            lines.append(f"setting {name} ({env}): {err['msg']}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as plain data with every secret masked."""
+    return settings.model_dump(mode="json")  # SecretStr dumps as '**********'
+
+
+def require_secret(value: SecretStr | None, setting: str) -> str:
+    """Return a secret's value or refuse to go on, naming the setting that is missing."""
+    if value is None or not value.get_secret_value():
+        env = "OPERADORA_" + setting.upper().replace(".", "__")
+        raise ConfigError(f"setting {setting} ({env}) is required and has no value")
+    return value.get_secret_value()
