@@ -5,6 +5,7 @@ missing but must run in CI (``CI=true``): there a missing service fails the test
 from __future__ import annotations
 
 import pytest
+
 from support import free_port
 
 

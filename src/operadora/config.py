@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -26,7 +26,13 @@ from pydantic_settings import (
 CONFIG_FILE_ENV = "OPERADORA_CONFIG"
 
 
-class AriServerSettings(BaseModel):
+class _Section(BaseModel):
+    """A settings section: unknown keys are an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class AriServerSettings(_Section):
     """One Asterisk server reached through ARI."""
 
     name: str = "asterisk-1"
@@ -46,7 +52,7 @@ class AriServerSettings(BaseModel):
         return value.rstrip("/")
 
 
-class AsteriskSettings(BaseModel):
+class AsteriskSettings(_Section):
     """The Asterisk servers Operadora controls and how they reach Operadora's media server."""
 
     servers: list[AriServerSettings] = Field(default_factory=lambda: [AriServerSettings()])
@@ -55,7 +61,7 @@ class AsteriskSettings(BaseModel):
     media_format: Literal["slin", "slin16"] = "slin16"
 
 
-class MediaSettings(BaseModel):
+class MediaSettings(_Section):
     """The AudioSocket media server."""
 
     host: str = "127.0.0.1"
@@ -67,7 +73,7 @@ class MediaSettings(BaseModel):
     uvloop: bool = True
 
 
-class VadSettings(BaseModel):
+class VadSettings(_Section):
     engine: Literal["silero", "webrtc", "energy"] = "silero"
     threshold: float = Field(0.5, gt=0, lt=1)
     min_speech_ms: int = Field(120, ge=0)
@@ -75,7 +81,7 @@ class VadSettings(BaseModel):
     barge_in_min_speech_ms: int = Field(60, ge=0)
 
 
-class SttSettings(BaseModel):
+class SttSettings(_Section):
     engine: Literal["whisper", "openai", "fake"] = "whisper"
     model_path: Path | None = None  # a faster-whisper model directory; default: bundled tiny.en
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -87,7 +93,7 @@ class SttSettings(BaseModel):
     timeout_s: float = Field(15.0, gt=0)
 
 
-class TtsSettings(BaseModel):
+class TtsSettings(_Section):
     engine: Literal["espeak", "piper", "http", "fake"] = "espeak"
     voice: str | None = None
     model_path: Path | None = None  # a Piper .onnx voice
@@ -98,7 +104,7 @@ class TtsSettings(BaseModel):
     timeout_s: float = Field(15.0, gt=0)
 
 
-class AgentSettings(BaseModel):
+class AgentSettings(_Section):
     engine: Literal["scripted", "llm"] = "scripted"
     script: Path | None = None  # YAML agent script; default: the shipped call-center script
     language: Literal["en", "es"] = "en"
@@ -111,7 +117,7 @@ class AgentSettings(BaseModel):
     intent_threshold: float = Field(0.45, ge=0, le=1)
 
 
-class VoiceSettings(BaseModel):
+class VoiceSettings(_Section):
     vad: VadSettings = Field(default_factory=VadSettings)
     stt: SttSettings = Field(default_factory=SttSettings)
     tts: TtsSettings = Field(default_factory=TtsSettings)
@@ -119,26 +125,26 @@ class VoiceSettings(BaseModel):
     models_dir: Path = Path("~/.local/share/operadora/models")
 
 
-class StoreSettings(BaseModel):
+class StoreSettings(_Section):
     url: SecretStr = SecretStr("sqlite+aiosqlite:///./operadora.db")
     recordings_dir: Path = Path("./recordings")
     recording_retention_days: int = Field(30, ge=1)
 
 
-class StateSettings(BaseModel):
+class StateSettings(_Section):
     backend: Literal["memory", "redis"] = "memory"
     redis_url: SecretStr | None = None
     instance_id: str | None = None
 
 
-class ApiSettings(BaseModel):
+class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     rate_limit_calls: int = Field(5, ge=1)
     rate_limit_window_s: float = Field(60.0, gt=0)
 
 
-class HardwareSettings(BaseModel):
+class HardwareSettings(_Section):
     gateway_prefixes: list[str] = Field(default_factory=lambda: ["gateway-fxo"])
     gateway_addresses: list[str] = Field(default_factory=list)
     dahdi_dev: Path = Path("/dev/dahdi")
@@ -146,14 +152,14 @@ class HardwareSettings(BaseModel):
     probe_timeout_s: float = Field(3.0, gt=0)
 
 
-class SimSettings(BaseModel):
+class SimSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8088, ge=0, le=65535)
     username: str = "operadora"
     password: SecretStr | None = None
 
 
-class LogSettings(BaseModel):
+class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = False
 
