@@ -67,9 +67,23 @@ def config_show(config: ConfigOption = None) -> None:
 
 def _register_components() -> None:
     # Each component adds its commands; the import list is the whole CLI.
+    from operadora.api import cli as api_cli
     from operadora.audiosocket import cli as audiosocket_cli
+    from operadora.calls import cli as calls_cli
+    from operadora.hardware import cli as hardware_cli
+    from operadora.sim.callers import cli as demo_cli
+    from operadora.store import cli as store_cli
+    from operadora.voice import cli as voice_cli
 
-    for module in (audiosocket_cli,):
+    for module in (
+        audiosocket_cli,
+        store_cli,
+        api_cli,
+        hardware_cli,
+        calls_cli,
+        voice_cli,
+        demo_cli,
+    ):
         module.register(app)
 
 

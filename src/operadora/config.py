@@ -59,6 +59,8 @@ class AsteriskSettings(_Section):
     # host:port at which Asterisk connects to our AudioSocket server (externalMedia external_host)
     media_address: str = "127.0.0.1:9092"
     media_format: Literal["slin", "slin16"] = "slin16"
+    # a call whose AudioSocket connection has not arrived by then is hung up (failed)
+    media_connect_timeout_s: float = Field(5.0, gt=0)
 
 
 class MediaSettings(_Section):
@@ -71,6 +73,15 @@ class MediaSettings(_Section):
     frame_ms: int = Field(20, gt=0)
     workers: int = Field(1, ge=1)
     uvloop: bool = True
+    # rate assumed until the first inbound audio frame names it (the dialplan app is 8 kHz)
+    default_sample_rate: Literal[8000, 16000] = 8000
+    # with no inbound audio yet, start sending silence after this long (Asterisk's AudioSocket()
+    # app hangs up after 2 s with no audio either way)
+    keepalive_after_s: float = Field(1.0, ge=0)
+    write_buffer_limit: int = Field(65536, gt=0)  # bytes we queue before dropping frames
+    write_stall_s: float = Field(5.0, gt=0)  # a peer that reads nothing this long is dropped
+    send_buffer_bytes: int = Field(0, ge=0)  # SO_SNDBUF per connection; 0 = kernel default
+    inbound_queue_frames: int = Field(500, gt=0)  # unread inbound frames before reading pauses
 
 
 class VadSettings(_Section):
@@ -86,6 +97,7 @@ class SttSettings(_Section):
     model_path: Path | None = None  # a faster-whisper model directory; default: bundled tiny.en
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = "int8"
+    beam_size: int = Field(1, ge=1, le=10)
     language: str | None = None
     base_url: str | None = None  # OpenAI-compatible /v1/audio/transcriptions server
     api_key: SecretStr | None = None
@@ -123,6 +135,9 @@ class VoiceSettings(_Section):
     tts: TtsSettings = Field(default_factory=TtsSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
     models_dir: Path = Path("~/.local/share/operadora/models")
+    # decode the utterance speculatively at the first pause, so the transcript is ready at end of turn
+    speculative_stt: bool = True
+    playback_lookahead_ms: float = Field(60.0, ge=20)  # agent audio queued ahead of the wire
 
 
 class StoreSettings(_Section):
@@ -150,6 +165,29 @@ class HardwareSettings(_Section):
     dahdi_dev: Path = Path("/dev/dahdi")
     dahdi_scan: str = "dahdi_scan"
     probe_timeout_s: float = Field(3.0, gt=0)
+    sip_port: int = Field(5060, ge=1, le=65535)  # gateway port when an address names none
+    probe_transport: Literal["udp", "tcp"] = "udp"
+    nvidia_smi: str = "nvidia-smi"
+
+
+class DialplanSettings(_Section):
+    """What ``operadora asterisk-config`` renders (see docs/asterisk-config.md)."""
+
+    context: str = "call-center"
+    ai_extension: str = "110"
+    audiosocket_extension: str = "100"
+    queue_extension: str = "200"
+    ivr_extension: str = "300"
+    queue_name: str = "support-queue"
+    queue_members: list[str] = Field(default_factory=list)  # e.g. ["PJSIP/agent1"]
+    ari_transfer_handling: bool = True  # PJSIP_TRANSFER_HANDLING(ari-only) before Stasis
+    http_bind: str = "127.0.0.1"  # Asterisk's HTTP/ARI server; its port is the ARI url's
+    sip_bind: str = "0.0.0.0:5060"  # PJSIP transport: gateways and trunks must reach it
+    dahdi_group: int | None = None  # DAHDI group for outbound calls (Dial(DAHDI/g<N>/...))
+    codecs: list[str] = Field(default_factory=lambda: ["ulaw", "alaw"])
+    trunk_host: str | None = None  # SIP trunk provider host[:port]; none: no trunk snippet
+    trunk_username: str | None = None
+    trunk_password: SecretStr | None = None
 
 
 class SimSettings(_Section):
@@ -157,6 +195,17 @@ class SimSettings(_Section):
     port: int = Field(8088, ge=0, le=65535)
     username: str = "operadora"
     password: SecretStr | None = None
+    # PBX simulator (docs/simulator.md); None = the shipped recording-setup configuration
+    dialplan_file: Path | None = None  # extensions.conf
+    queues_file: Path | None = None  # queues.conf
+    pjsip_file: Path | None = None  # pjsip.conf (its endpoints are listed, offline)
+    musiconhold_file: Path | None = None
+    globals: dict[str, str] = Field(default_factory=dict)  # override dialplan [globals]
+    # extra endpoints and their states, e.g. {"PJSIP/gateway-fxo-1": "online"}
+    endpoints: dict[str, Literal["online", "offline", "unknown"]] = Field(
+        default_factory=lambda: {"PJSIP/gateway-fxo-1": "online"}
+    )
+    sounds_dir: Path = Path("/usr/share/asterisk/sounds/en")
 
 
 class LogSettings(_Section):
@@ -216,6 +265,7 @@ class Settings(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     hardware: HardwareSettings = Field(default_factory=HardwareSettings)
+    dialplan: DialplanSettings = Field(default_factory=DialplanSettings)
     sim: SimSettings = Field(default_factory=SimSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 

@@ -1,0 +1,238 @@
+"""Media-path benchmark: how many calls one CPU core carries through the full front end.
+
+N simulated Asterisk peers (``media_load.py``, in separate processes) stream 8 kHz frames in
+real time over loopback TCP to the media server (``media_frontend.py``, its own process),
+which per call decodes, resamples to 16 kHz, runs Silero VAD on every 32 ms window and plays
+an echo back through the paced writer. N grows until pacing breaks; at the largest N whose
+outbound pacing error p99 stays <= 5 ms with no frame lost or late, the server's own CPU time
+per call-second gives the calls one core carries.
+
+    python bench/bench_media.py            # full run
+    python bench/bench_media.py --quick    # a few minutes (also: OPERADORA_BENCH_QUICK=1)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing
+import os
+import sys
+import time
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from media_frontend import server_main
+from media_load import load_main
+from operadora.audiosocket.pacing import MediaStats
+
+PROMPTS = [
+    Path("/usr/share/asterisk/sounds/en/demo-congrats.wav"),
+    Path("/usr/share/asterisk/sounds/en_US_f_Allison/demo-congrats.wav"),
+]
+P99_LIMIT_MS = 5.0
+LATE_MS = 20.0  # a frame more than one frame period off its grid counts as late
+
+
+def caller_audio() -> bytes:
+    """8 kHz slin the peers send: Asterisk's recorded prompt, else a voiced synthetic signal."""
+    for path in PROMPTS:
+        if path.is_file():
+            with wave.open(str(path)) as wav:
+                if wav.getframerate() == 8000 and wav.getsampwidth() == 2:
+                    return wav.readframes(wav.getnframes())
+    t = np.arange(8000 * 4) / 8000
+    voiced = sum(np.sin(2 * np.pi * k * 130 * t) / k for k in range(1, 20))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t) ** 2
+    return (voiced * envelope * 3000).astype("<i2").tobytes()
+
+
+@dataclass
+class Step:
+    calls: int
+    cpu_ms_per_call_second: float
+    pacing_p99_ms: float
+    pacing_max_ms: float
+    server_p99_ms: float
+    missing: int
+    late: int
+    server_lost: int
+    server_skipped: int
+    connected: int
+    closed_by_server: int
+    vad_windows_per_call_second: float
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.connected == self.calls
+            and self.closed_by_server == 0
+            and self.pacing_p99_ms <= P99_LIMIT_MS
+            and self.missing == 0
+            and self.late == 0
+            and self.server_lost == 0
+        )
+
+
+def run_step(calls: int, args: argparse.Namespace, audio: bytes) -> Step:
+    ctx = multiprocessing.get_context("spawn")
+    servers = []
+    port = 0
+    for index in range(args.workers):
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(
+            target=server_main,
+            args=(child, port, args.vad, not args.no_uvloop, args.workers > 1, args.priority),
+            daemon=True,
+        )
+        proc.start()
+        tag, got_port = parent.recv()
+        assert tag == "ready"
+        port = got_port if index == 0 else port
+        servers.append((proc, parent))
+    # the peers connect during the first second, then warm up, then the window is measured
+    start_at = time.monotonic() + 2.0 + args.warmup
+    stop_at = start_at + args.seconds
+    loads = []
+    per_gen = [
+        calls // args.generators + (i < calls % args.generators) for i in range(args.generators)
+    ]
+    for share in per_gen:
+        if share == 0:
+            continue
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(
+            target=load_main,
+            args=(child, port, share, audio, start_at, stop_at, args.priority),
+            daemon=True,
+        )
+        proc.start()
+        loads.append((proc, parent))
+    time.sleep(max(0.0, start_at - time.monotonic()))
+    before = [conn.send("mark") or conn.recv() for _, conn in servers]
+    time.sleep(max(0.0, stop_at - time.monotonic()))
+    after = [conn.send("mark") or conn.recv() for _, conn in servers]
+    results: list[dict[str, Any]] = [conn.recv() for _, conn in loads]
+    for proc, conn in servers:
+        conn.send("stop")
+        conn.recv()
+        proc.join(10)
+    for proc, _ in loads:
+        proc.join(10)
+
+    wall = sum(a["at"] - b["at"] for a, b in zip(after, before, strict=True)) / len(after)
+    cpu = sum(a["cpu_s"] - b["cpu_s"] for a, b in zip(after, before, strict=True))
+    server = MediaStats()
+    for a, b in zip(after, before, strict=True):
+        delta = MediaStats(**a["stats"])
+        old = MediaStats(**b["stats"])
+        delta.skipped_frames -= old.skipped_frames
+        delta.dropped_frames -= old.dropped_frames
+        delta.histogram = [x - y for x, y in zip(delta.histogram, old.histogram, strict=True)]
+        server.merge(delta)
+    windows = sum(a["windows"] - b["windows"] for a, b in zip(after, before, strict=True))
+    errors_ms = np.concatenate([r["errors"] for r in results]) * 1000.0
+    call_seconds = calls * wall
+    return Step(
+        calls=calls,
+        cpu_ms_per_call_second=cpu * 1000.0 / call_seconds,
+        pacing_p99_ms=float(np.percentile(errors_ms, 99)) if errors_ms.size else math.inf,
+        pacing_max_ms=float(errors_ms.max()) if errors_ms.size else math.inf,
+        server_p99_ms=server.pacing_percentile_ms(99),
+        missing=sum(r["missing"] for r in results),
+        late=int((errors_ms > LATE_MS).sum()),
+        server_lost=server.skipped_frames + server.dropped_frames,
+        server_skipped=server.skipped_frames,
+        connected=sum(r["connected"] for r in results),
+        closed_by_server=sum(r["closed_by_server"] for r in results),
+        vad_windows_per_call_second=windows / call_seconds,
+    )
+
+
+def report(step: Step) -> None:
+    print(
+        f"N={step.calls:5d}  cpu {step.cpu_ms_per_call_second:6.3f} ms/call-s  "
+        f"pacing p99 {step.pacing_p99_ms:6.2f} ms (max {step.pacing_max_ms:6.1f}, "
+        f"server-side p99 {step.server_p99_ms:5.1f})  missing {step.missing}  late {step.late}  "
+        f"server-lost {step.server_lost} (skipped {step.server_skipped})  connected {step.connected}  "
+        f"vad {step.vad_windows_per_call_second:4.1f} win/call-s  "
+        f"{'ok' if step.ok else 'BROKEN'}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    quick_env = os.environ.get("OPERADORA_BENCH_QUICK", "") not in ("", "0")
+    parser.add_argument("--quick", action="store_true", default=quick_env)
+    parser.add_argument("--start", type=int, default=None, help="first N")
+    parser.add_argument("--max-calls", type=int, default=4000)
+    parser.add_argument("--factor", type=float, default=None, help="N grows by this factor")
+    parser.add_argument("--seconds", type=float, default=None, help="measured seconds per N")
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--workers", type=int, default=1, help="server processes (SO_REUSEPORT)")
+    parser.add_argument("--generators", type=int, default=2, help="load processes")
+    parser.add_argument("--vad", choices=["batch", "silero"], default="batch")
+    parser.add_argument("--no-uvloop", action="store_true")
+    parser.add_argument(
+        "--priority",
+        type=int,
+        default=10,
+        help="lower the bench processes' niceness by this much when permitted (0: leave it)",
+    )
+    args = parser.parse_args()
+    args.start = args.start or 50
+    args.factor = args.factor or (2.0 if args.quick else 1.5)
+    args.seconds = args.seconds or (5.0 if args.quick else 20.0)
+    print(
+        f"bench-media: vad={args.vad} workers={args.workers} uvloop={not args.no_uvloop} "
+        f"generators={args.generators} priority={args.priority} cores={os.cpu_count()} "
+        f"load={os.getloadavg()[0]:.2f} quick={args.quick}",
+        flush=True,
+    )
+    audio = caller_audio()
+    steps: list[Step] = []
+    best: Step | None = None
+    calls = args.start
+    broken: int | None = None
+    while calls <= args.max_calls:
+        step = run_step(calls, args, audio)
+        report(step)
+        steps.append(step)
+        if step.ok:
+            best = step if best is None or step.calls > best.calls else best
+        else:
+            broken = calls
+            break
+        calls = math.ceil(calls * args.factor)
+    # one (quick) or two bisection steps between the last good N and the first broken one
+    for _ in range(1 if args.quick else 2):
+        if best is None or broken is None or broken - best.calls < 10:
+            break
+        middle = (best.calls + broken) // 2
+        step = run_step(middle, args, audio)
+        report(step)
+        if step.ok:
+            best = step
+        else:
+            broken = middle
+    if best is None:
+        print("pacing broke at the smallest N; figures below are from it", flush=True)
+        best = steps[0]
+        max_calls = 0
+    else:
+        max_calls = best.calls
+    print(f"calls_per_core: {int(1000.0 / best.cpu_ms_per_call_second)}")
+    print(f"cpu_ms_per_call_second: {best.cpu_ms_per_call_second:.3f}")
+    print(f"pacing_p99_ms: {best.pacing_p99_ms:.2f}")
+    print(f"max_concurrent_calls: {max_calls}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""The AudioSocket TCP server: one :class:`AudioSocketSession` per connection from Asterisk."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+from operadora.audiosocket.pacing import MediaStats, Pacer
+from operadora.audiosocket.session import AudioSocketSession
+from operadora.config import MediaSettings
+from operadora.media import SessionHandler
+
+log = logging.getLogger(__name__)
+
+LISTEN_BACKLOG = 4096
+
+
+class MediaServer:
+    """A listening AudioSocket server. Create it with :func:`start_media_server`."""
+
+    def __init__(
+        self, settings: MediaSettings, handler: SessionHandler, *, reuse_port: bool = False
+    ) -> None:
+        self.settings = settings
+        self._reuse_port = reuse_port or settings.workers > 1
+        self._handler = handler
+        self._loop = asyncio.get_running_loop()
+        self.pacer = Pacer(self._loop, settings.frame_ms / 1000.0)
+        self._live: set[AudioSocketSession] = set()
+        self.ended = MediaStats()  # totals of the connections that have ended
+        self.connections_total = 0
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    async def _listen(self) -> None:
+        self._server = await self._loop.create_server(
+            self._new_session,
+            host=self.settings.host,
+            port=self.settings.port,
+            backlog=LISTEN_BACKLOG,
+            reuse_port=self._reuse_port or None,
+        )
+        sock: socket.socket = self._server.sockets[0]
+        self.port = int(sock.getsockname()[1])
+        log.info("AudioSocket server listening on %s:%d", self.settings.host, self.port)
+
+    def _new_session(self) -> AudioSocketSession:
+        self.connections_total += 1
+        session = AudioSocketSession(self.settings, self._handler, self.pacer, self._session_ended)
+        self._live.add(session)
+        return session
+
+    def _session_ended(self, session: AudioSocketSession) -> None:
+        if session in self._live:
+            self._live.discard(session)
+            self.ended.merge(session.stats)
+
+    @property
+    def sessions(self) -> int:
+        """Connections open now."""
+        return len(self._live)
+
+    def live_sessions(self) -> list[AudioSocketSession]:
+        return list(self._live)
+
+    def stats(self) -> MediaStats:
+        """Totals over every connection, ended and live."""
+        total = MediaStats()
+        total.merge(self.ended)
+        for session in self._live:
+            total.merge(session.stats)
+        return total
+
+    async def close(self) -> None:
+        """Stop listening, hang up every call and wait for the handlers to finish."""
+        if self._server is not None:
+            self._server.close()
+        sessions = list(self._live)
+        tasks = [s.handler_task for s in sessions if s.handler_task is not None]
+        for session in sessions:
+            await session.hangup()
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self.pacer.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+
+async def start_media_server(
+    settings: MediaSettings, handler: SessionHandler, *, reuse_port: bool = False
+) -> MediaServer:
+    """Listen on ``settings.host:settings.port`` (port 0 picks a free one; see ``.port``).
+
+    With ``reuse_port`` (or ``settings.workers > 1``) the socket is opened with SO_REUSEPORT so
+    several worker processes can share the port and the kernel spreads connections over them.
+    """
+    server = MediaServer(settings, handler, reuse_port=reuse_port)
+    await server._listen()
+    return server

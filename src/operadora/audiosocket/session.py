@@ -1,0 +1,428 @@
+"""One AudioSocket connection: an ``asyncio.Protocol`` that is also the call's MediaSession.
+
+Bytes go through the sans-I/O :class:`~operadora.audiosocket.protocol.Parser`; inbound audio
+and DTMF wait in a bounded inbox for the call's pipeline; agent audio waits in a playback
+buffer that the loop's :class:`~operadora.audiosocket.pacing.Pacer` drains one frame per tick.
+Any error ends this connection only, with one log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, cast
+
+from operadora.audio.pcm import duration_ms, frame_bytes
+from operadora.audio.resample import StreamResampler, resample
+from operadora.audiosocket.pacing import MediaStats, Pacer
+from operadora.audiosocket.protocol import (
+    HANGUP_BYTES,
+    AudioFrame,
+    DtmfFrame,
+    ErrorFrame,
+    HangupFrame,
+    Parser,
+    ProtocolError,
+    UuidFrame,
+    audio_kind,
+    header,
+)
+from operadora.config import MediaSettings
+from operadora.media import AudioIn, DtmfIn, InboundItem, MediaSession, SessionHandler
+
+log = logging.getLogger(__name__)
+
+
+class _Inbox:
+    """Single-consumer async iterator over the session's inbound items."""
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: AudioSocketSession) -> None:
+        self._session = session
+
+    def __aiter__(self) -> _Inbox:
+        return self
+
+    async def __anext__(self) -> InboundItem:
+        session = self._session
+        while True:
+            inbox = session._inbox
+            if inbox:
+                item = inbox.popleft()
+                if session._reading_paused and len(inbox) <= session._resume_at:
+                    session._resume_reading()
+                return item
+            if session._inbox_done:
+                raise StopAsyncIteration
+            waiter = session._loop.create_future()
+            session._waiter = waiter
+            try:
+                await waiter
+            finally:
+                session._waiter = None
+
+
+class AudioSocketSession(asyncio.Protocol):
+    """The server side of one AudioSocket connection (implements ``MediaSession``)."""
+
+    def __init__(
+        self,
+        settings: MediaSettings,
+        handler: SessionHandler,
+        pacer: Pacer,
+        on_end: Callable[[AudioSocketSession], None],
+    ) -> None:
+        self._settings = settings
+        self._handler = handler
+        self._pacer = pacer
+        self._on_end = on_end
+        self._loop = asyncio.get_running_loop()
+        self._parser = Parser(settings.max_payload)
+        self._transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.stats = MediaStats()
+        self._uuid: uuid.UUID | None = None
+        self._uuid_timer: asyncio.TimerHandle | None = None
+        self._connected_at = 0.0
+        self._task: asyncio.Task[None] | None = None
+        # inbound
+        self._inbox: deque[InboundItem] = deque()
+        self._inbox_done = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        self._pause_at = settings.inbound_queue_frames
+        self._resume_at = settings.inbound_queue_frames // 2
+        # outbound
+        self._rate: int = settings.default_sample_rate
+        self._rate_known = False
+        self._playback = bytearray()
+        self._resamplers: dict[int, StreamResampler] = {}
+        self._resampler_holds = False  # a resampler may hold the tail of played audio
+        self._played_bytes = 0
+        self._writing_paused_at: float | None = None
+        self._late_after_s = settings.frame_ms / 2000.0
+        self._set_frame_format()
+        self._closed = False
+        self._end_reason: str | None = None
+
+    # --- MediaSession ---------------------------------------------------------------------
+
+    @property
+    def call_uuid(self) -> uuid.UUID:
+        if self._uuid is None:
+            raise RuntimeError("the session has no UUID yet")
+        return self._uuid
+
+    @property
+    def sample_rate(self) -> int:
+        return self._rate
+
+    def inbound(self) -> AsyncIterator[InboundItem]:
+        return _Inbox(self)
+
+    def play(self, pcm: bytes, sample_rate: int | None = None) -> None:
+        if len(pcm) % 2:
+            raise ValueError(f"slin audio must be whole 16-bit samples, got {len(pcm)} bytes")
+        if self._closed or not pcm:
+            return
+        rate = sample_rate or self._rate
+        if rate != self._rate:
+            resampler = self._resamplers.get(rate)
+            if resampler is None:
+                resampler = self._resamplers[rate] = StreamResampler(rate, self._rate)
+            pcm = resampler.process(pcm)
+            self._resampler_holds = True
+        self._playback += pcm
+
+    def clear(self) -> int:
+        dropped = len(self._playback)
+        self._playback.clear()
+        for resampler in self._resamplers.values():
+            resampler.reset()
+        self._resampler_holds = False
+        return dropped
+
+    def _flush_resamplers(self) -> None:
+        """The agent's audio ran short: release what the resampling filters still hold."""
+        self._resampler_holds = False
+        for resampler in self._resamplers.values():
+            self._playback += resampler.flush()
+
+    @property
+    def queued_ms(self) -> float:
+        return duration_ms(len(self._playback), self._rate)
+
+    @property
+    def played_ms(self) -> float:
+        return duration_ms(self._played_bytes, self._rate)
+
+    async def hangup(self) -> None:
+        if self._closed:
+            return
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(HANGUP_BYTES)
+        self._end("hung up by us")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # --- extras ---------------------------------------------------------------------------
+
+    @property
+    def rate_known(self) -> bool:
+        """Whether inbound audio has told us the connection's rate yet."""
+        return self._rate_known
+
+    @property
+    def end_reason(self) -> str | None:
+        return self._end_reason
+
+    @property
+    def call_label(self) -> str:
+        return str(self._uuid) if self._uuid is not None else "-"
+
+    # --- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        if self._closed:  # the server closed before this connection was set up
+            transport.abort()
+            return
+        self._transport = transport
+        self._connected_at = self._loop.time()
+        peername = transport.get_extra_info("peername")
+        if isinstance(peername, tuple) and len(peername) >= 2:
+            self.peer = f"{peername[0]}:{peername[1]}"
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if sndbuf := self._settings.send_buffer_bytes:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        transport.set_write_buffer_limits(high=self._settings.write_buffer_limit)
+        self._uuid_timer = self._loop.call_later(self._settings.uuid_timeout_s, self._uuid_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        parser = self._parser
+        parser.feed(data)
+        try:
+            while (frame := parser.next_frame()) is not None:
+                self._on_frame(frame)
+                if self._closed:
+                    return
+        except ProtocolError as exc:
+            self._end(f"protocol error: {exc}", error=True)
+
+    def eof_received(self) -> bool | None:
+        parser = self._parser
+        parser.feed_eof()
+        try:
+            while (frame := parser.next_frame()) is not None:
+                self._on_frame(frame)
+                if self._closed:
+                    return None
+        except ProtocolError as exc:
+            self._end(f"protocol error: {exc}", error=True)
+            return None
+        if self._uuid is None:
+            self._end("peer closed before sending its UUID")
+        else:
+            self._end("peer hung up")
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        if not self._closed:
+            self._end(f"connection lost: {exc}" if exc else "peer hung up", error=exc is not None)
+
+    def pause_writing(self) -> None:
+        if self._writing_paused_at is None:
+            self._writing_paused_at = self._loop.time()
+
+    def resume_writing(self) -> None:
+        self._writing_paused_at = None
+
+    # --- inbound --------------------------------------------------------------------------
+
+    def _on_frame(self, frame: object) -> None:
+        if type(frame) is AudioFrame:
+            if self._uuid is None:
+                raise ProtocolError("audio before the UUID frame")
+            stats = self.stats
+            stats.frames_in += 1
+            if frame.sample_rate != self._rate or not self._rate_known:
+                self._learn_rate(frame.sample_rate)
+            self._deliver(AudioIn(frame.pcm, frame.sample_rate, time.monotonic()))
+        elif type(frame) is UuidFrame:
+            if self._uuid is not None:
+                raise ProtocolError(f"a second UUID frame ({frame.uuid})")
+            self._start(frame.uuid)
+        elif type(frame) is DtmfFrame:
+            if self._uuid is None:
+                raise ProtocolError("DTMF before the UUID frame")
+            self.stats.dtmf_in += 1
+            self._deliver(DtmfIn(frame.digit, time.monotonic()))
+        elif type(frame) is HangupFrame:
+            self._end("peer sent hangup")
+        elif type(frame) is ErrorFrame:
+            self._end(f"peer sent error frame {frame.payload.hex() or '(empty)'}", error=True)
+
+    def _deliver(self, item: InboundItem) -> None:
+        inbox = self._inbox
+        inbox.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if not self._reading_paused and len(inbox) >= self._pause_at:
+            self._reading_paused = True
+            if self._transport is not None:
+                self._transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        self._reading_paused = False
+        if self._transport is not None and not self._closed:
+            self._transport.resume_reading()
+
+    def _finish_inbox(self) -> None:
+        self._inbox_done = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _start(self, call_uuid: uuid.UUID) -> None:
+        self._uuid = call_uuid
+        if self._uuid_timer is not None:
+            self._uuid_timer.cancel()
+            self._uuid_timer = None
+        self._pacer.add(self)
+        self._task = self._loop.create_task(self._run_handler(), name=f"media-{call_uuid}")
+
+    async def _run_handler(self) -> None:
+        try:
+            await self._handler(self)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("call=%s peer=%s: media handler failed", self.call_label, self.peer)
+        if not self._closed:
+            await self.hangup()
+
+    def _uuid_timeout(self) -> None:
+        self._uuid_timer = None
+        if self._uuid is None and not self._closed:
+            waited = self._settings.uuid_timeout_s
+            self._end(f"no UUID frame within {waited:g} s", error=True)
+
+    # --- outbound -------------------------------------------------------------------------
+
+    def _set_frame_format(self) -> None:
+        self._frame_bytes = frame_bytes(self._rate, self._settings.frame_ms)
+        self._header = header(audio_kind(self._rate), self._frame_bytes)
+        self._silence = self._header + bytes(self._frame_bytes)
+
+    def _learn_rate(self, rate: int) -> None:
+        self._rate_known = True
+        if rate == self._rate:
+            return
+        if self._playback:
+            self._playback = bytearray(resample(self._playback, self._rate, rate))
+        self._played_bytes = self._played_bytes * rate // self._rate
+        self._resamplers.clear()
+        self._resampler_holds = False
+        self._rate = rate
+        self._set_frame_format()
+
+    def on_tick(self, deadline: float, skipped: int) -> None:
+        """Write this tick's frame: queued agent audio, else silence (called by the Pacer)."""
+        transport = self._transport
+        if transport is None or self._closed:
+            return
+        stats = self.stats
+        if skipped:
+            stats.skipped_frames += skipped
+        if not self._rate_known and not self._playback:
+            if self._loop.time() - self._connected_at < self._settings.keepalive_after_s:
+                return
+        if self._writing_paused_at is not None:
+            stats.dropped_frames += 1
+            if self._loop.time() - self._writing_paused_at > self._settings.write_stall_s:
+                stalled = self._settings.write_stall_s
+                self._end(f"peer stopped reading for {stalled:g} s", error=True)
+            return
+        playback = self._playback
+        size = self._frame_bytes
+        if self._resampler_holds and len(playback) < size:
+            self._flush_resamplers()
+        if playback:
+            if len(playback) >= size:
+                frame = self._header + playback[:size]
+                del playback[:size]
+                self._played_bytes += size
+            else:
+                real = len(playback)
+                frame = self._header + playback + bytes(size - real)
+                playback.clear()
+                self._played_bytes += real
+            stats.audio_frames_out += 1
+        else:
+            frame = self._silence
+        transport.write(frame)
+        stats.record_write(self._loop.time() - deadline, self._late_after_s)
+
+    # --- teardown -------------------------------------------------------------------------
+
+    def _end(self, reason: str, *, error: bool = False) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._end_reason = reason
+        if self._uuid_timer is not None:
+            self._uuid_timer.cancel()
+            self._uuid_timer = None
+        self._pacer.remove(self)
+        self._playback.clear()
+        self._finish_inbox()
+        transport = self._transport
+        if transport is not None:
+            if error:
+                transport.abort()
+            else:
+                transport.close()
+        stats = self.stats
+        level = logging.WARNING if error else logging.INFO
+        log.log(
+            level,
+            "call=%s peer=%s ended: %s (frames in=%d out=%d late=%d skipped=%d dropped=%d)",
+            self.call_label,
+            self.peer,
+            reason,
+            stats.frames_in,
+            stats.frames_out,
+            stats.late_frames,
+            stats.skipped_frames,
+            stats.dropped_frames,
+        )
+        self._on_end(self)
+
+    def cancel_handler(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    @property
+    def handler_task(self) -> asyncio.Task[None] | None:
+        return self._task
+
+
+if TYPE_CHECKING:
+
+    def _implements_media_session(session: AudioSocketSession) -> MediaSession:
+        return session  # mypy proves the session satisfies the MediaSession protocol

@@ -1,0 +1,128 @@
+"""Routes one Asterisk server's ARI events to call control.
+
+The router runs synchronously inside the WebSocket reader: it decides which call an event
+belongs to, registers new calls at once (so a duplicated StasisStart cannot create two),
+and hands the work to a task that takes the call's lock. Events for unknown channels, for
+our own media legs, and repeats of what already happened are counted and dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from operadora.ari.events import (
+    AriEvent,
+    ChannelDestroyed,
+    ChannelDtmfReceived,
+    RecordingFailed,
+    RecordingFinished,
+    StasisEnd,
+    StasisStart,
+)
+from operadora.calls.actions import EngineCallActions
+from operadora.calls.services import CallService
+
+log = logging.getLogger(__name__)
+
+
+def did_of(event: StasisStart) -> str:
+    """The number the caller dialled: ``Stasis(app,inbound,${EXTEN})`` args, else the exten."""
+    args = event.args
+    if len(args) >= 2 and args[0] == "inbound" and args[1]:
+        return args[1]
+    variables = event.channel.channelvars or {}
+    for name in ("OPERADORA_DID", "DID"):
+        if isinstance(variables.get(name), str) and variables[name]:
+            return str(variables[name])
+    return event.channel.dialplan.exten
+
+
+class StasisRouter:
+    """One per ARI connection (server)."""
+
+    def __init__(
+        self, service: CallService, server: str, actions: EngineCallActions | None = None
+    ) -> None:
+        self.service = service
+        self.server = server
+        self.actions = actions
+        self.ignored: Counter[str] = Counter()
+
+    def __call__(self, event: AriEvent) -> None:
+        match event:
+            case StasisStart():
+                self._stasis_start(event)
+            case StasisEnd():
+                self._stasis_end(event)
+            case ChannelDestroyed():
+                self._destroyed(event)
+            case ChannelDtmfReceived():
+                call = self.service.call_for_channel(self.server, event.channel.id)
+                if call is not None and call.channel_id == event.channel.id:
+                    self.service.dtmf(call, event.digit)
+                else:
+                    self.ignored["dtmf"] += 1
+            case RecordingFinished() | RecordingFailed():
+                if self.actions is not None:
+                    self.actions.recording_ended(
+                        event.recording, isinstance(event, RecordingFailed)
+                    )
+            case _:
+                pass
+
+    def _stasis_start(self, event: StasisStart) -> None:
+        channel = event.channel
+        service = self.service
+        if service.is_media_channel(self.server, channel.id) or channel.name.startswith(
+            "AudioSocket/"
+        ):
+            return  # our own externalMedia leg entering the application
+        if service.call_for_channel(self.server, channel.id) or service.has_ended(
+            self.server, channel.id
+        ):
+            self.ignored["duplicate StasisStart"] += 1
+            log.debug("ignored a repeated StasisStart for %s", channel.id)
+            return
+        call = service.arrive(
+            self.server,
+            channel.id,
+            caller_id=channel.caller.number,
+            caller_name=channel.caller.name,
+            did=did_of(event),
+            args=event.args,
+            variables=channel.channelvars,
+        )
+        log.info(
+            "call %s arrived on %s: channel %s from %r to %r",
+            call.call_id,
+            self.server,
+            channel.id,
+            channel.caller.number,
+            call.context.did,
+            extra={"call_id": call.call_id, "channel_id": channel.id},
+        )
+        service.spawn(service.set_up(call), name=f"setup-{call.call_id}")
+
+    def _stasis_end(self, event: StasisEnd) -> None:
+        call = self.service.call_for_channel(self.server, event.channel.id)
+        if call is None:
+            self.ignored["unknown channel"] += 1
+            return
+        if event.channel.id == call.channel_id:
+            self.service.spawn(self.service.caller_left(call), name=f"left-{call.call_id}")
+        else:
+            self.service.spawn(self.service.media_leg_gone(call), name=f"media-{call.call_id}")
+
+    def _destroyed(self, event: ChannelDestroyed) -> None:
+        call = self.service.call_for_channel(self.server, event.channel.id)
+        if call is None:
+            self.ignored["unknown channel"] += 1
+            return
+        if event.channel.id == call.channel_id:
+            self.service.spawn(
+                self.service.caller_destroyed(call, event.cause, event.cause_txt),
+                name=f"destroyed-{call.call_id}",
+            )
+        else:
+            self.service.spawn(self.service.media_leg_gone(call), name=f"media-{call.call_id}")

@@ -1,0 +1,148 @@
+"""The capacity model: per-component call limits, the bottleneck, and what feeds them."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from operadora.capacity import tables
+from operadora.capacity.host import Gpu
+
+Source = Literal["table", "measured", "detected", "flag"]
+LlmPlacement = Literal["local", "remote", "none"]
+
+
+class Measured(BaseModel):
+    """Per-call costs measured on this machine by the benchmarks (``--measure``)."""
+
+    media_cpu_ms_per_call_s: float | None = None  # AudioSocket media path, CPU ms per call-second
+    voice_cpu_ms_per_call_s: float | None = None  # VAD+STT+agent+TTS, CPU ms per call-second
+    measured_max_calls: int | None = None  # the largest load the calls benchmark carried
+    raw: dict[str, dict[str, str]] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+
+
+class Machine(BaseModel):
+    """The machine being planned: detected, or described by flags."""
+
+    cores: int = Field(gt=0)
+    ram_gb: float = Field(ge=0)
+    gpus: list[Gpu] = Field(default_factory=list)
+    transcoding: bool = False
+    asterisk_on_host: bool = True
+    llm: LlmPlacement = "local"
+    telephony_channels: int | None = None  # None: SIP trunk only, no hardware limit
+    telephony_basis: str = "SIP trunk only"
+    source: Literal["detected", "flags"] = "detected"
+
+
+class Component(BaseModel):
+    name: str
+    max_calls: int | None  # None: sets no limit
+    source: Source
+    basis: str
+
+
+class Plan(BaseModel):
+    machine: Machine
+    components: list[Component]
+    max_calls: int
+    bottleneck: str
+    cpu_cost_per_call: float  # cores per simultaneous call
+    measured: Measured | None = None
+
+
+def cpu_component(machine: Machine, measured: Measured | None) -> tuple[Component, float]:
+    """One CPU shared by Asterisk and Operadora: per-call costs (cores per call) add up."""
+    parts: list[str] = []
+    cost = 0.0
+    source: Source = "table"
+    if machine.asterisk_on_host:
+        per_core = (
+            tables.ASTERISK_CHANNELS_PER_CORE_TRANSCODING
+            if machine.transcoding
+            else tables.ASTERISK_CHANNELS_PER_CORE
+        )
+        cost += 1 / per_core
+        parts.append(f"Asterisk {per_core}/core{' (transcoding)' if machine.transcoding else ''}")
+    media = measured.media_cpu_ms_per_call_s if measured else None
+    voice = measured.voice_cpu_ms_per_call_s if measured else None
+    if media is not None and voice is not None:
+        cost += (media + voice) / 1000
+        source = "measured"
+        parts.append(f"media {media:.1f} + voice {voice:.1f} CPU ms per call-second (measured)")
+    else:
+        ai = (
+            tables.AI_CHANNELS_PER_CORE_WITH_GPU
+            if machine.gpus
+            else tables.AI_CHANNELS_PER_CORE_CPU_ONLY
+        )
+        cost += 1 / ai
+        parts.append(f"AI {ai}/core ({'GPU' if machine.gpus else 'CPU only'})")
+    calls = math.floor(machine.cores / cost) if cost > 0 else None
+    basis = f"{machine.cores} cores; " + ", ".join(parts)
+    return Component(name="cpu", max_calls=calls, source=source, basis=basis), cost
+
+
+def gpu_components(machine: Machine) -> list[Component]:
+    if not machine.gpus:
+        return []
+    rows = [tables.gpu_capacity(g.name, g.memory_gb) for g in machine.gpus]
+    names = ", ".join(f"{r.name}{' (estimated)' if est else ''}" for r, est in rows)
+    out = [
+        Component(
+            name="stt_gpu", max_calls=sum(r.stt for r, _ in rows), source="table", basis=names
+        ),
+        Component(
+            name="tts_gpu", max_calls=sum(r.tts for r, _ in rows), source="table", basis=names
+        ),
+    ]
+    if machine.llm == "local":
+        out.append(
+            Component(
+                name="llm_gpu", max_calls=sum(r.llm for r, _ in rows), source="table", basis=names
+            )
+        )
+    return out
+
+
+def plan(machine: Machine, measured: Measured | None = None) -> Plan:
+    """Every component's limit; the smallest is the machine's maximum and its bottleneck."""
+    cpu, cost = cpu_component(machine, measured)
+    components = [
+        Component(
+            name="telephony",
+            max_calls=machine.telephony_channels,
+            source="detected" if machine.source == "detected" else "flag",
+            basis=machine.telephony_basis,
+        ),
+        cpu,
+        Component(
+            name="ram",
+            max_calls=math.floor(machine.ram_gb * 1024 / tables.RAM_MB_PER_CHANNEL),
+            source="table",
+            basis=f"{machine.ram_gb:g} GB at {tables.RAM_MB_PER_CHANNEL:.0f} MB per call",
+        ),
+        *gpu_components(machine),
+    ]
+    if not machine.gpus and machine.llm == "local":
+        components.append(
+            Component(
+                name="llm_gpu",
+                max_calls=0,
+                source="table",
+                basis="a local LLM needs a GPU; none found (use --llm remote or add a GPU)",
+            )
+        )
+    limited = [c for c in components if c.max_calls is not None]
+    worst = min(limited, key=lambda c: c.max_calls if c.max_calls is not None else 0)
+    return Plan(
+        machine=machine,
+        components=components,
+        max_calls=worst.max_calls or 0,
+        bottleneck=worst.name,
+        cpu_cost_per_call=round(cost, 5),
+        measured=measured,
+    )

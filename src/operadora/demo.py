@@ -1,0 +1,406 @@
+"""``operadora demo``: a small call center on this machine, with simulated callers.
+
+It starts the engine (AudioSocket media server, call control, the voice agent, the call store,
+the REST API and dashboard), places calls from personas in English and Spanish at a steady rate,
+shows each call live (state, who speaks, transcript lines as they happen) and ends with a
+summary of outcomes, transcripts and latency. Everything runs offline on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import SecretStr
+from rich.console import Console
+from rich.live import Live
+
+from operadora import events as ev
+from operadora.config import Settings
+from operadora.sim.callers.arrivals import ArrivalSettings, arrivals
+from operadora.sim.callers.audio import CallerAudio
+from operadora.sim.callers.lines import AudioSocketLine
+from operadora.sim.callers.live import CallView, DemoBoard, latency_summary, summary_table
+from operadora.sim.callers.outcome import judge
+from operadora.sim.callers.persona import CallerEvent, PersonaRun
+from operadora.sim.callers.scenario import Persona, load_personas, shipped_personas
+from operadora.sim.callers.voices import CallerVoice, TtsFactory, espeak_factory
+from operadora.voice.engines import SpeechToText
+
+log = logging.getLogger(__name__)
+
+DemoLanguage = Literal["en", "es", "both"]
+# A newcomer sees a bit of everything in the first five calls, alternating languages.
+DEMO_ORDER = (
+    "opening-hours-en",
+    "sales-es",
+    "human-en",
+    "callback-es",
+    "hangup-mid-sentence-en",
+    "sales-en",
+    "opening-hours-es",
+    "callback-en",
+    "human-es",
+    "billing-dtmf-en",
+    "hangup-mid-sentence-es",
+)
+LINE_RATE = 8000  # the dialplan's AudioSocket() app speaks slin at 8 kHz
+
+
+class DemoError(Exception):
+    """The demo cannot run as asked; the message says what to do."""
+
+
+@dataclass(slots=True)
+class DemoOptions:
+    calls: int = 5
+    language: DemoLanguage = "both"
+    keep_running: bool = False
+    rate_per_s: float = 0.3
+    personas: tuple[str, ...] = ()  # shipped persona names, in order; default: DEMO_ORDER
+    scenario_paths: tuple[Path, ...] = ()  # extra persona files or folders
+    seed: int | None = None
+    live: bool = True
+    caller_stt: bool = False  # callers transcribe what they hear (costs CPU)
+    call_timeout_s: float = 120.0
+    dashboard: bool = True
+
+
+@dataclass(slots=True)
+class DemoResult:
+    calls: list[CallView]
+    dashboard_url: str | None = None
+    admin_token: str | None = None
+    skipped_languages: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> int:
+        return sum(1 for c in self.calls if c.verdict is not None and c.verdict.ok is not False)
+
+
+def pick_personas(
+    available: Sequence[Persona], options: DemoOptions, languages: Sequence[str]
+) -> list[Persona]:
+    """The personas to call with, in order, ``options.calls`` of them (cycling)."""
+    by_name = {p.name: p for p in available}
+    if options.personas:
+        unknown = [n for n in options.personas if n not in by_name]
+        if unknown:
+            raise DemoError(f"unknown persona(s): {', '.join(unknown)}; known: {sorted(by_name)}")
+        order = [by_name[n] for n in options.personas]
+    else:
+        order = [by_name[n] for n in DEMO_ORDER if n in by_name]
+        order += [p for p in available if p.name not in DEMO_ORDER]
+    order = [p for p in order if p.language in languages]
+    if not order:
+        raise DemoError(f"no persona speaks {' or '.join(languages)}")
+    return [order[i % len(order)] for i in range(options.calls)]
+
+
+def _languages(option: DemoLanguage) -> list[str]:
+    return ["en", "es"] if option == "both" else [option]
+
+
+class Demo:
+    def __init__(
+        self,
+        settings: Settings,
+        options: DemoOptions,
+        console: Console | None = None,
+        *,
+        caller_tts: TtsFactory | None = None,
+        when_done: Callable[[DemoResult], Awaitable[None]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.console = console or Console()
+        self.bus = ev.EventBus()
+        self._tts_factory = caller_tts or espeak_factory()
+        self._when_done = when_done
+        self._engines: dict[str, Any] = {}
+        self._caller_stt: dict[str, SpeechToText] = {}
+        self._by_call_id: dict[str, CallView] = {}
+        self._ended: dict[str, asyncio.Event] = {}
+        self.board = DemoBoard([])
+        self.result = DemoResult([])
+
+    # ----- the stack ----------------------------------------------------------------------
+    def _engine_settings(self, language: str, state_dir: Path, with_api: bool) -> Settings:
+        s = self.settings
+        voice = s.voice.model_copy(
+            update={"agent": s.voice.agent.model_copy(update={"language": language})}
+        )
+        update: dict[str, Any] = {
+            "voice": voice,
+            "log": s.log.model_copy(update={"level": "WARNING"}),
+            "media": s.media.model_copy(update={"host": "127.0.0.1", "port": 0}),
+            "asterisk": s.asterisk.model_copy(update={"servers": []}),
+        }
+        if with_api:
+            port = _free_port(s.api.host, s.api.port)
+            update["api"] = s.api.model_copy(update={"port": port})
+            db = state_dir / "demo.db"
+            update["store"] = s.store.model_copy(
+                update={
+                    "url": SecretStr(f"sqlite+aiosqlite:///{db}"),
+                    "recordings_dir": state_dir / "recordings",
+                }
+            )
+        return s.model_copy(update=update)
+
+    async def _build_voice(self, language: str) -> Any:
+        from operadora.voice.errors import ProviderError
+        from operadora.voice.factory import build_engines
+
+        try:
+            return await asyncio.to_thread(build_engines, self.settings.voice, language)
+        except ProviderError as exc:
+            raise DemoError(f"the {language} voice agent cannot start: {exc}") from None
+
+    async def _start_engines(self, stack: contextlib.AsyncExitStack, state_dir: Path) -> None:
+        from operadora.engine import Engine
+        from operadora.voice.session import VoiceAgentSession
+
+        wanted = _languages(self.options.language)
+        for language in wanted:
+            self._status(f"loading the {language} voice agent (speech models)…")
+            try:
+                engines = await self._build_voice(language)
+            except DemoError as exc:
+                if self.options.language != "both":
+                    raise
+                self.result.skipped_languages.append(language)
+                self.console.print(f"[yellow]skipping {language} calls:[/yellow] {exc}")
+                continue
+            settings = self._engine_settings(language, state_dir, with_api=not self._engines)
+
+            def make_agent(engines: Any = engines, settings: Settings = settings) -> Any:
+                async def run(media: Any, context: Any) -> None:
+                    session = VoiceAgentSession(
+                        media, engines, settings.voice, self.bus, context.call_id
+                    )
+                    await session.run()
+
+                return run
+
+            with_api = self.options.dashboard and not self._engines
+            engine = Engine(settings, agent=make_agent(), bus=self.bus, with_api=with_api)
+            await engine.start()
+            stack.push_async_callback(engine.stop)
+            self._engines[language] = engine
+            if with_api:
+                await self._dashboard(engine)
+        if not self._engines:
+            raise DemoError("no voice agent could start")
+
+    async def _dashboard(self, engine: Any) -> None:
+        token, _ = await engine.store.tokens.create("admin", "demo")
+        self.result.admin_token = token
+        host, port = engine.settings.api.host, engine.settings.api.port
+        await _wait_port(host, port, 15.0)
+        self.result.dashboard_url = f"http://{host}:{port}/"
+
+    async def _start_caller_stt(self) -> None:
+        if not self.options.caller_stt:
+            return
+        from operadora.voice.factory import build_stt
+
+        for language in self._engines:
+            self._caller_stt[language] = await asyncio.to_thread(
+                build_stt, self.settings.voice.stt, self.settings.voice.models_dir, language
+            )
+
+    def _status(self, text: str) -> None:
+        self.console.print(f"[dim]• {text}[/dim]")
+
+    # ----- the calls ----------------------------------------------------------------------
+    async def run(self) -> DemoResult:
+        personas = list(shipped_personas()) + load_personas(self.options.scenario_paths)
+        with tempfile.TemporaryDirectory(prefix="operadora-demo-") as tmp:
+            async with contextlib.AsyncExitStack() as stack:
+                await self._start_engines(stack, Path(tmp))
+                await self._start_caller_stt()
+                chosen = pick_personas(personas, self.options, list(self._engines))
+                self.board = DemoBoard(self._header())
+                self.board.calls = [CallView(i, p) for i, p in enumerate(chosen)]
+                self.result.calls = self.board.calls
+                events = asyncio.create_task(self._follow_events(), name="demo-events")
+                try:
+                    await self._show(self._place_calls())
+                finally:
+                    events.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await events
+                self.console.print(summary_table(self.board.calls))
+                self.console.print(latency_summary(self.board.calls))
+                self.console.print(
+                    f"[bold]{self.result.passed}/{len(self.board.calls)}[/bold] calls ended "
+                    "as their persona expected."
+                )
+                if self.options.keep_running and self.result.dashboard_url:
+                    self.console.print(
+                        f"Dashboard still up at {self.result.dashboard_url} (Ctrl-C to stop)."
+                    )
+                    await asyncio.Event().wait()
+        return self.result
+
+    def _header(self) -> list[tuple[str, str]]:
+        rows = [
+            ("PBX", "direct AudioSocket route (dialplan extension 100), on loopback"),
+            (
+                "engine",
+                ", ".join(
+                    f"{lang}: media 127.0.0.1:{eng.media_server.port}"
+                    for lang, eng in self._engines.items()
+                ),
+            ),
+        ]
+        if self.result.dashboard_url:
+            rows.append(("dashboard", self.result.dashboard_url))
+            rows.append(("admin token", self.result.admin_token or ""))
+        rows.append(
+            ("calls", f"{self.options.calls}, one every {1 / self.options.rate_per_s:.1f} s")
+        )
+        return rows
+
+    async def _show(self, work: Any) -> None:
+        if not self.options.live:
+            for name, value in self.board.header:
+                self.console.print(f"[bold]{name}:[/bold] {value}")
+            await work
+            return
+        with Live(self.board, console=self.console, refresh_per_second=8, transient=False):
+            await work
+
+    async def _place_calls(self) -> None:
+        settings = ArrivalSettings(rate_per_s=self.options.rate_per_s, seed=self.options.seed)
+        calls: list[asyncio.Task[None]] = []
+        async for arrival, view in arrivals(self.board.calls, len(self.board.calls), settings):
+            calls.append(asyncio.create_task(self._call(view), name=f"demo-call-{arrival.index}"))
+        await asyncio.gather(*calls)
+
+    async def _call(self, view: CallView) -> None:
+        persona = view.persona
+        engine = self._engines[persona.language]
+        audio = CallerAudio(LINE_RATE)
+        line = AudioSocketLine("127.0.0.1", engine.media_server.port, audio)
+        view.call_id = str(line.call_uuid)
+        self._by_call_id[view.call_id] = view
+        ended = self._ended.setdefault(view.call_id, asyncio.Event())
+        view.state, view.started_at = "dialing", time.monotonic()
+        tts = CallerVoice(self._tts_factory, persona.voice)
+        run = PersonaRun(
+            persona,
+            audio,
+            line,
+            tts,
+            self._caller_stt.get(persona.language),
+            on_event=self._on_caller_event(view),
+        )
+        try:
+            await line.connect()
+            view.state = "talking"
+            view.report = await asyncio.wait_for(run.run(), self.options.call_timeout_s)
+        except (TimeoutError, OSError) as exc:
+            view.detail = f"{type(exc).__name__}: {exc}"
+            log.warning("demo call %d failed: %s", view.index + 1, exc)
+        finally:
+            await line.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ended.wait(), 5.0)
+        view.ended_at = time.monotonic()
+        view.speaking = ""
+        view.state = "ended"
+        view.verdict = judge(view.events, view.report, persona.expect)
+        if view.report is None:
+            view.verdict.outcome, view.verdict.ok = "failed", False
+
+    def _on_caller_event(self, view: CallView) -> Callable[[CallerEvent], None]:
+        def on_event(event: CallerEvent) -> None:
+            if event.kind == "state":
+                view.detail = event.text
+                if event.text == "speaking":
+                    view.speaking = "caller"
+            elif event.kind == "said":
+                view.speaking = "caller"
+            elif event.kind == "dtmf":
+                self.board.say(view, "caller", f"(presses {event.text})")
+            elif event.kind == "heard" and not view.events:
+                self.board.say(view, "agent", event.text)
+            elif event.kind == "ended":
+                view.detail = {"caller": "caller hung up", "far_end": "agent hung up"}.get(
+                    event.text, event.text
+                )
+
+        return on_event
+
+    async def _follow_events(self) -> None:
+        queue = self.bus.subscribe()
+        try:
+            while True:
+                self._on_domain_event(await queue.get())
+        finally:
+            self.bus.unsubscribe(queue)
+
+    def _on_domain_event(self, event: ev.DomainEvent) -> None:
+        view = self._by_call_id.get(event.call_id)
+        if view is None:
+            return
+        view.events.append(event)
+        if isinstance(event, ev.SpeakingEvent):
+            if event.speaking:
+                view.speaking = event.speaker
+            elif view.speaking == event.speaker:
+                view.speaking = ""
+        elif isinstance(event, ev.TurnEvent) and event.text:
+            text = event.text + (" …(interrupted)" if event.interrupted else "")
+            self.board.say(view, event.speaker, text)
+        elif isinstance(event, ev.ActionRequestedEvent):
+            target = f" → {event.target}" if event.target else ""
+            self.board.note(view, f"agent asks call control: {event.action}{target}")
+        elif isinstance(event, ev.DtmfEvent):
+            view.detail = f"agent got key {event.digit}"
+        elif isinstance(event, ev.CallEndedEvent):
+            self._ended.setdefault(event.call_id, asyncio.Event()).set()
+
+
+async def _wait_port(host: str, port: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise DemoError(f"the dashboard did not start on {host}:{port}") from None
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return
+
+
+def _free_port(host: str, preferred: int) -> int:
+    """``preferred`` when it can be bound, else a free port the system picks."""
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise DemoError(f"no free port on {host}")
+
+
+async def run_demo(
+    settings: Settings, options: DemoOptions, console: Console | None = None
+) -> DemoResult:
+    return await Demo(settings, options, console).run()

@@ -1,0 +1,246 @@
+"""One running Operadora engine.
+
+It assembles: an ARI client, events WebSocket and Stasis router per configured Asterisk
+server; the AudioSocket media server whose connections call control matches to calls; the
+voice agent run on each call; the event bus every component publishes to; and the consumer
+of the agent's requests (``ActionRequestedEvent``) that call control executes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from operadora import events as ev
+from operadora.ari.client import AriClient
+from operadora.ari.websocket import EventStream
+from operadora.calls.actions import EngineCallActions
+from operadora.calls.agent import CallAgent
+from operadora.calls.call import CallContext
+from operadora.calls.resync import resync
+from operadora.calls.services import CallService
+from operadora.calls.stasis import StasisRouter
+from operadora.config import AriServerSettings, Settings
+from operadora.media import MediaSession
+
+log = logging.getLogger(__name__)
+
+AgentFactory = Callable[[Settings, ev.EventBus], CallAgent]
+
+
+@dataclass(slots=True)
+class AriConnection:
+    """Everything that talks to one Asterisk server."""
+
+    client: AriClient
+    stream: EventStream
+    router: StasisRouter
+    task: asyncio.Task[None] | None = None
+    resyncs: int = 0
+
+
+@dataclass(slots=True)
+class EngineStatus:
+    servers: dict[str, bool] = field(default_factory=dict)  # name -> events connected
+    live_calls: int = 0
+    ended_calls: int = 0
+    media_port: int = 0
+
+
+class Engine:
+    """Start with :meth:`start` (or ``async with``); :meth:`stop` hangs up and closes all."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        agent: CallAgent | None = None,
+        bus: ev.EventBus | None = None,
+        agent_factory: AgentFactory | None = None,
+        with_store: bool = False,
+        with_api: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.bus = bus or ev.EventBus()
+        self._agent = agent
+        self._agent_factory = agent_factory
+        self.service: CallService | None = None
+        self.actions: EngineCallActions | None = None
+        self.connections: dict[str, AriConnection] = {}
+        self.media_server: Any = None
+        self._actions_task: asyncio.Task[None] | None = None
+        self._actions: asyncio.Queue[ev.DomainEvent] | None = None
+        self._with_store = with_store or with_api
+        self._with_api = with_api
+        self.store: Any = None
+        self.recorder: Any = None
+        self._api: Any = None
+        self._api_task: asyncio.Task[None] | None = None
+
+    @property
+    def calls(self) -> CallService:
+        if self.service is None:
+            raise RuntimeError("the engine is not started")
+        return self.service
+
+    async def start(self) -> Engine:
+        from operadora.audiosocket.server import start_media_server
+
+        settings = self.settings
+        agent = self._agent or (self._agent_factory or default_agent)(settings, self.bus)
+        self.service = CallService(
+            agent=agent,
+            bus=self.bus,
+            media_address=settings.asterisk.media_address,
+            media_format=settings.asterisk.media_format,
+            media_connect_timeout_s=settings.asterisk.media_connect_timeout_s,
+            instance=settings.state.instance_id or "",
+        )
+        self.actions = EngineCallActions(self.service)
+        self.media_server = await start_media_server(settings.media, self.service.on_media)
+        for server in settings.asterisk.servers:
+            self._connect(server)
+        self._actions = self.bus.subscribe()
+        self._actions_task = asyncio.get_running_loop().create_task(self._run_actions())
+        if self._with_store:
+            await self._start_store()
+        if self._with_api:
+            self._start_api()
+        return self
+
+    async def _start_store(self) -> None:
+        from operadora.store import Store
+        from operadora.store.recorder import CallRecorder
+
+        self.store = await Store.open(self.settings.store)
+        self.recorder = CallRecorder(
+            self.store, self.bus, actions=self.actions, instance=self.settings.state.instance_id
+        )
+        await self.recorder.start()
+
+    def _start_api(self) -> None:
+        import uvicorn
+
+        from operadora.api.app import create_app
+
+        class _Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:  # the engine owns the signals
+                yield
+
+        app = create_app(self.settings, self.store, self.bus, self.actions)
+        config = uvicorn.Config(
+            app,
+            host=self.settings.api.host,
+            port=self.settings.api.port,
+            log_level=self.settings.log.level.lower(),
+        )
+        self._api = _Server(config)
+        self._api_task = asyncio.get_running_loop().create_task(self._api.serve(), name="api")
+
+    def _connect(self, server: AriServerSettings) -> None:
+        service = self.calls
+        client = AriClient(server)
+        service.add_client(client)
+        router = StasisRouter(service, client.name, self.actions)
+
+        async def on_connect(reconnected: bool) -> None:
+            if reconnected:
+                connection.resyncs += 1
+                await resync(service, client)
+
+        stream = EventStream(client, router, on_connect=on_connect)
+        connection = AriConnection(client, stream, router)
+        connection.task = asyncio.get_running_loop().create_task(
+            stream.run(), name=f"ari-events-{client.name}"
+        )
+        self.connections[client.name] = connection
+
+    async def wait_connected(self, timeout_s: float = 10.0) -> None:
+        """Wait until every server's events WebSocket is open."""
+        async with asyncio.timeout(timeout_s):
+            for connection in self.connections.values():
+                await connection.stream.connected.wait()
+
+    def status(self) -> EngineStatus:
+        service = self.service
+        return EngineStatus(
+            servers={n: c.stream.connected.is_set() for n, c in self.connections.items()},
+            live_calls=len(service.calls) if service else 0,
+            ended_calls=service.ended_calls if service else 0,
+            media_port=int(getattr(self.media_server, "port", 0) or 0),
+        )
+
+    async def _run_actions(self) -> None:
+        assert self._actions is not None
+        while True:
+            event = await self._actions.get()
+            if not isinstance(event, ev.ActionRequestedEvent):
+                continue
+            if event.action == "hangup":
+                self.calls.spawn(
+                    self.calls.hangup(event.call_id, event.requested_by or "agent"),
+                    name=f"action-hangup-{event.call_id}",
+                )
+            else:
+                log.info(
+                    "call %s: action %r to %r requested by %s (not handled by call control yet)",
+                    event.call_id,
+                    event.action,
+                    event.target,
+                    event.requested_by,
+                    extra={"call_id": event.call_id},
+                )
+
+    async def stop(self) -> None:
+        if self.service is not None:
+            await self.service.close()
+        for connection in self.connections.values():
+            await connection.stream.stop()
+            if connection.task is not None:
+                connection.task.cancel()
+                await asyncio.gather(connection.task, return_exceptions=True)
+            await connection.client.close()
+        self.connections.clear()
+        if self._actions_task is not None:
+            self._actions_task.cancel()
+            await asyncio.gather(self._actions_task, return_exceptions=True)
+        if self._actions is not None:
+            self.bus.unsubscribe(self._actions)
+        if self.media_server is not None:
+            await self.media_server.close()
+            self.media_server = None
+        if self._api is not None and self._api_task is not None:
+            self._api.should_exit = True
+            await asyncio.gather(self._api_task, return_exceptions=True)
+            self._api = None
+        if self.recorder is not None:
+            await self.recorder.stop()
+            self.recorder = None
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+
+    async def __aenter__(self) -> Engine:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def default_agent(settings: Settings, bus: ev.EventBus) -> CallAgent:
+    """The configured voice agent (``operadora.voice``), its engines loaded once per process."""
+    from operadora.voice.factory import build_engines
+    from operadora.voice.session import VoiceAgentSession
+
+    engines = build_engines(settings.voice)
+
+    async def run(media: MediaSession, context: CallContext) -> None:
+        session = VoiceAgentSession(media, engines, settings.voice, bus, context.call_id)
+        await session.run()
+
+    return run

@@ -1,0 +1,215 @@
+"""Simulated extensions and queue members: people who answer, are busy, or never pick up.
+
+A :class:`Directory` maps dialled endpoints (``PJSIP/201``, ``Local/agent1@queue-agents``;
+shell-style patterns allowed) to a behaviour, and decides what a ringing call meets.
+:class:`ExtensionAgent` then acts it out on a dialled channel through :class:`DialedChannel`,
+the few operations the simulator gives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import logging
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from operadora.sim.callers.audio import CallerAudio, resample
+from operadora.voice.engines import TextToSpeech
+
+log = logging.getLogger(__name__)
+
+Action = Literal["answer", "busy", "no_answer"]
+
+# Q.850 causes and the texts Asterisk reports with them.
+CAUSE_NORMAL = (16, "Normal Clearing")
+CAUSE_BUSY = (17, "User busy")
+CAUSE_NO_ANSWER = (19, "No answer")
+
+
+class ExtensionBehaviour(BaseModel):
+    """How the person behind an endpoint treats a ringing call."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    endpoint: str  # exact or fnmatch pattern: "PJSIP/201", "Local/agent*@queue-agents"
+    name: str = ""
+    action: Action = "answer"
+    ring_s: float = Field(2.0, ge=0)  # ringing before answering or declining
+    talk_s: float | None = Field(4.0, gt=0)  # then hangs up; None: stays until the other side
+    say: str | None = None  # spoken on answering
+    language: Literal["en", "es"] = "en"
+
+
+class QueueBehaviour(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    members: list[str] = Field(min_length=1)  # endpoints, looked up in the directory
+    strategy: Literal["ringall", "linear"] = "ringall"
+    ring_timeout_s: float = Field(15.0, gt=0)  # one attempt
+    retry_s: float = Field(2.0, ge=0)
+    max_wait_s: float = Field(120.0, gt=0)
+
+
+class DirectorySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    extensions: list[ExtensionBehaviour] = Field(default_factory=list)
+    queues: list[QueueBehaviour] = Field(default_factory=list)
+    default_action: Action = "no_answer"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a ringing call meets: ``action`` after ``after_s`` of ringing."""
+
+    endpoint: str
+    action: Action
+    after_s: float
+    cause: int | None = None
+    cause_txt: str = ""
+    behaviour: ExtensionBehaviour | None = None
+
+    @property
+    def dial_status(self) -> str:
+        """The DIALSTATUS Asterisk would set."""
+        return {"answer": "ANSWER", "busy": "BUSY", "no_answer": "NOANSWER"}[self.action]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueOutcome:
+    queue: str
+    member: str | None  # the endpoint that answered; None when nobody did in max_wait_s
+    waited_s: float
+    attempts: int
+
+
+class Directory:
+    def __init__(self, settings: DirectorySettings | None = None) -> None:
+        self.settings = settings or DirectorySettings()
+        self._queues = {q.name: q for q in self.settings.queues}
+
+    def behaviour(self, endpoint: str) -> ExtensionBehaviour | None:
+        for ext in self.settings.extensions:  # exact matches win over patterns
+            if ext.endpoint == endpoint:
+                return ext
+        for ext in self.settings.extensions:
+            if fnmatch.fnmatchcase(endpoint, ext.endpoint):
+                return ext
+        return None
+
+    def decide(self, endpoint: str, timeout_s: float | None = None) -> Decision:
+        """What a call to ``endpoint`` meets, given the caller gives up after ``timeout_s``."""
+        ext = self.behaviour(endpoint)
+        action = ext.action if ext is not None else self.settings.default_action
+        ring_s = ext.ring_s if ext is not None else 0.0
+        if action == "answer" and timeout_s is not None and ring_s > timeout_s:
+            action = "no_answer"
+        if action == "no_answer":
+            after = timeout_s if timeout_s is not None else float("inf")
+            return Decision(endpoint, "no_answer", after, *CAUSE_NO_ANSWER, behaviour=ext)
+        if action == "busy":
+            return Decision(endpoint, "busy", ring_s, *CAUSE_BUSY, behaviour=ext)
+        return Decision(endpoint, "answer", ring_s, behaviour=ext)
+
+    def queue(self, name: str) -> QueueBehaviour | None:
+        return self._queues.get(name)
+
+    def ring_queue(self, name: str) -> QueueOutcome:
+        """Which member takes a call waiting in queue ``name``, and after how long."""
+        queue = self._queues.get(name)
+        if queue is None:
+            return QueueOutcome(name, None, 0.0, 0)
+        waited = 0.0
+        attempts = 0
+        while waited < queue.max_wait_s:
+            attempts += 1
+            if queue.strategy == "ringall":
+                ring = [self.decide(m, queue.ring_timeout_s) for m in queue.members]
+            else:
+                member = queue.members[(attempts - 1) % len(queue.members)]
+                ring = [self.decide(member, queue.ring_timeout_s)]
+            answered = [d for d in ring if d.action == "answer"]
+            if answered:
+                first = min(answered, key=lambda d: d.after_s)
+                if waited + first.after_s <= queue.max_wait_s:
+                    return QueueOutcome(name, first.endpoint, waited + first.after_s, attempts)
+                break
+            waited += queue.ring_timeout_s + queue.retry_s
+        return QueueOutcome(name, None, min(waited, queue.max_wait_s), attempts)
+
+
+class DialedChannel(Protocol):
+    """The operations the simulator offers on a channel it is ringing."""
+
+    async def ring(self) -> None: ...
+
+    async def answer(self) -> None: ...
+
+    async def hangup(self, cause: int) -> None: ...
+
+    async def wait_ended(self) -> None: ...
+
+
+class ExtensionAgent:
+    """Acts out a :class:`Decision` on a dialled channel."""
+
+    def __init__(
+        self,
+        decision: Decision,
+        channel: DialedChannel,
+        *,
+        audio: CallerAudio | None = None,
+        tts: TextToSpeech | None = None,
+    ) -> None:
+        self.decision = decision
+        self.channel = channel
+        self.audio = audio
+        self.tts = tts
+        self.answered = False
+
+    async def run(self) -> Decision:
+        ended = asyncio.ensure_future(self.channel.wait_ended())
+        try:
+            await self.channel.ring()
+            if not await self._wait(self.decision.after_s, ended):
+                return self.decision
+            if self.decision.action != "answer":
+                if self.decision.cause is not None:
+                    await self.channel.hangup(self.decision.cause)
+                return self.decision
+            await self.channel.answer()
+            self.answered = True
+            await self._greet()
+            behaviour = self.decision.behaviour
+            talk_s = behaviour.talk_s if behaviour is not None else None
+            if talk_s is not None and await self._wait(talk_s, ended):
+                await self.channel.hangup(CAUSE_NORMAL[0])
+            elif talk_s is None:
+                await ended
+            return self.decision
+        finally:
+            ended.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ended
+
+    async def _wait(self, seconds: float, ended: asyncio.Future[None]) -> bool:
+        """Sleep unless the call ends first; True when the time ran out with the call still up."""
+        if seconds == float("inf"):
+            await asyncio.shield(ended)
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(ended), seconds)
+            return False
+        return True
+
+    async def _greet(self) -> None:
+        behaviour = self.decision.behaviour
+        if behaviour is None or not behaviour.say or self.audio is None or self.tts is None:
+            return
+        chunks = [c async for c in self.tts.synthesize(behaviour.say, behaviour.language)]
+        self.audio.speak(resample(b"".join(chunks), self.tts.sample_rate, self.audio.sample_rate))

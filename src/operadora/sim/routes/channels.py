@@ -1,0 +1,407 @@
+"""``/ari/channels`` resources."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from operadora.sim import calls, playback
+from operadora.sim.model import REASON_CAUSE, Channel
+from operadora.sim.pbx import Pbx, PbxError
+from operadora.sim.routes.params import Params, json_response, no_content, pbx_of
+
+routes = web.RouteTableDef()
+DTMF_CHARS = set("0123456789ABCD*#,")
+
+
+def _originate_request(params: Params, channel_id: str | None) -> calls.Originate:
+    return calls.Originate(
+        endpoint=params.required("endpoint"),
+        app=params.get("app"),
+        app_args=params.str("appArgs"),
+        context=params.get("context"),
+        extension=params.get("extension"),
+        priority=params.int("priority"),
+        label=params.get("label"),
+        caller_id=params.get("callerId"),
+        timeout=float(params.int("timeout", 30) or 0),
+        channel_id=channel_id,
+        other_channel_id=params.get("otherChannelId"),
+        variables=params.variables(),
+    )
+
+
+@routes.get("/ari/channels")
+async def list_channels(request: web.Request) -> web.Response:
+    pbx = pbx_of(request)
+    return json_response([c.json() for c in pbx.channels.values() if not c.destroyed])
+
+
+@routes.post("/ari/channels")
+async def originate(request: web.Request) -> web.Response:
+    params = await Params.read(request)
+    req = _originate_request(params, params.get("channelId"))
+    return json_response(calls.originate(pbx_of(request), req))
+
+
+@routes.post("/ari/channels/externalMedia")
+async def external_media(request: web.Request) -> web.Response:
+    params = await Params.read(request)
+    body = await calls.external_media(
+        pbx_of(request),
+        app=params.required("app"),
+        external_host=params.required("external_host"),
+        fmt=params.required("format"),
+        encapsulation=params.str("encapsulation", "rtp"),
+        transport=params.str("transport", "udp"),
+        data=params.get("data"),
+        channel_id=params.get("channelId"),
+        variables=params.variables(),
+    )
+    return json_response(body)
+
+
+@routes.post("/ari/channels/create")
+async def create(request: web.Request) -> web.Response:
+    params = await Params.read(request)
+    req = _originate_request(params, params.get("channelId"))
+    req.app = params.required("app")
+    pbx = pbx_of(request)
+    return json_response(calls.create_channel(pbx, req))
+
+
+@routes.get("/ari/channels/{channelId}")
+async def get_channel(request: web.Request) -> web.Response:
+    ch = pbx_of(request).channel(request.match_info["channelId"])
+    return json_response(ch.json())
+
+
+@routes.post("/ari/channels/{channelId}")
+async def originate_with_id(request: web.Request) -> web.Response:
+    params = await Params.read(request)
+    req = _originate_request(params, request.match_info["channelId"])
+    return json_response(calls.originate(pbx_of(request), req))
+
+
+@routes.delete("/ari/channels/{channelId}")
+async def hangup(request: web.Request) -> web.Response:
+    params = await Params.read(request)
+    pbx = pbx_of(request)
+    ch = pbx.channel(request.match_info["channelId"])
+    reason = params.get("reason")
+    code = params.int("reason_code")
+    if code is not None:
+        cause = code
+    elif reason is None:
+        cause = 16
+    elif reason in REASON_CAUSE:
+        cause = REASON_CAUSE[reason]
+    else:
+        raise PbxError(400, "Invalid reason for hangup provided")
+    if ch.pending_controls:
+        ch.spawn(pbx.ari_hangup(ch, cause))  # queued DTMF still plays out first (trace f1)
+    else:
+        await pbx.ari_hangup(ch, cause)
+    return no_content()
+
+
+def _stasis(request: web.Request) -> tuple[Pbx, Channel]:
+    pbx = pbx_of(request)
+    return pbx, pbx.stasis_channel(request.match_info["channelId"])
+
+
+@routes.post("/ari/channels/{channelId}/continue")
+async def continue_(request: web.Request) -> web.Response:
+    params = await Params.read(request)
+    pbx, ch = _stasis(request)
+    calls.continue_in_dialplan(
+        pbx,
+        ch,
+        params.get("context"),
+        params.get("extension"),
+        params.int("priority"),
+        params.get("label"),
+    )
+    return no_content()
+
+
+@routes.post("/ari/channels/{channelId}/move")
+async def move(request: web.Request) -> web.Response:
+    params = await Params.read(request)
+    pbx, ch = _stasis(request)
+    calls.move(pbx, ch, params.required("app"), params.str("appArgs"))
+    return no_content()
+
+
+@routes.post("/ari/channels/{channelId}/redirect")
+async def redirect(request: web.Request) -> web.Response:
+    params = await Params.read(request)
+    pbx, ch = _stasis(request)
+    calls.redirect(pbx, ch, params.required("endpoint"))
+    return no_content()
+
+
+@routes.post("/ari/channels/{channelId}/answer")
+async def answer(request: web.Request) -> web.Response:
+    pbx, ch = _stasis(request)
+    pbx.answer(ch)
+    return no_content()
+
+
+@routes.post("/ari/channels/{channelId}/ring")
+async def ring(request: web.Request) -> web.Response:
+    pbx, ch = _stasis(request)
+    pbx.ring(ch)
+    return no_content()
+
+
+@routes.delete("/ari/channels/{channelId}/ring")
+async def ring_stop(request: web.Request) -> web.Response:
+    _stasis(request)
+    return no_content()
+
+
+@routes.post("/ari/channels/{channelId}/progress")
+async def progress(request: web.Request) -> web.Response:
+    _stasis(request)
+    return no_content()
+
+
+@routes.post("/ari/channels/{channelId}/dtmf")
+async def dtmf(request: web.Request) -> web.Response:
+    params = await Params.read(request)
+    pbx, ch = _stasis(request)
+    digits = params.str("dtmf")
+    if not digits:
+        raise PbxError(400, "DTMF is required")
+    if not set(digits.upper()) <= DTMF_CHARS:
+        raise PbxError(400, "Invalid DTMF")
+    playback.queue_dtmf(
+        pbx,
+        ch,
+        digits.upper(),
+        before_ms=params.int("before", 0) or 0,
+        between_ms=params.int("between", 100) or 100,
+        duration_ms=params.int("duration", 100) or 100,
+        after_ms=params.int("after", 0) or 0,
+    )
+    return no_content()
+
+
+@routes.post("/ari/channels/{channelId}/mute")
+async def mute(request: web.Request) -> web.Response:
+    _pbx, ch = _stasis(request)
+    ch.muted = True
+    return no_content()
+
+
+@routes.delete("/ari/channels/{channelId}/mute")
+async def unmute(request: web.Request) -> web.Response:
+    _pbx, ch = _stasis(request)
+    ch.muted = False
+    return no_content()
+
+
+@routes.post("/ari/channels/{channelId}/hold")
+async def hold(request: web.Request) -> web.Response:
+    pbx, ch = _stasis(request)
+    if not ch.on_hold:
+        ch.on_hold = True
+        pbx.emit("ChannelHold", channel=ch)
+    return no_content()
+
+
+@routes.delete("/ari/channels/{channelId}/hold")
+async def unhold(request: web.Request) -> web.Response:
+    pbx, ch = _stasis(request)
+    if ch.on_hold:
+        ch.on_hold = False
+        pbx.emit("ChannelUnhold", channel=ch)
+    return no_content()
+
+
+@routes.post("/ari/channels/{channelId}/moh")
+async def moh(request: web.Request) -> web.Response:
+    params = await Params.read(request)
+    pbx, ch = _stasis(request)
+    moh_class = params.str("mohClass", "default")
+    if moh_class not in pbx.config.moh_classes:
+        raise PbxError(404, f"Music on hold class '{moh_class}' not found")
+    ch.moh = moh_class
+    playback.start_moh(ch)
+    return no_content()
+
+
+@routes.delete("/ari/channels/{channelId}/moh")
+async def moh_stop(request: web.Request) -> web.Response:
+    _pbx, ch = _stasis(request)
+    ch.moh = None
+    playback.stop_moh(ch)
+    return no_content()
+
+
+@routes.post("/ari/channels/{channelId}/silence")
+async def silence(request: web.Request) -> web.Response:
+    _stasis(request)
+    return no_content()
+
+
+@routes.delete("/ari/channels/{channelId}/silence")
+async def silence_stop(request: web.Request) -> web.Response:
+    _stasis(request)
+    return no_content()
+
+
+async def _play(request: web.Request, playback_id: str | None) -> web.Response:
+    params = await Params.read(request)
+    pbx, ch = _stasis(request)
+    media = [m for m in params.required("media").split(",") if m]
+    for uri in media:
+        if not playback.validate_media(uri):
+            raise PbxError(400, f"Invalid media URI: {uri}")
+    if playback_id and playback_id in pbx.playbacks:
+        raise PbxError(409, "Playback with given id already exists")
+    pb = playback.start_channel_playback(pbx, ch, media, playback_id, params.str("lang"))
+    response = json_response(pb.json(), status=201)
+    response.headers["Location"] = f"/playbacks/{pb.id}"
+    return response
+
+
+@routes.post("/ari/channels/{channelId}/play")
+async def play(request: web.Request) -> web.Response:
+    params = await Params.read(request)
+    return await _play(request, params.get("playbackId"))
+
+
+@routes.post("/ari/channels/{channelId}/play/{playbackId}")
+async def play_with_id(request: web.Request) -> web.Response:
+    return await _play(request, request.match_info["playbackId"])
+
+
+@routes.post("/ari/channels/{channelId}/record")
+async def record(request: web.Request) -> web.Response:
+    from operadora.sim import recording
+
+    params = await Params.read(request)
+    pbx, ch = _stasis(request)
+    rec = recording.start_channel_recording(pbx, ch, params)
+    return json_response(rec.json(), status=201)
+
+
+@routes.get("/ari/channels/{channelId}/variable")
+async def get_variable(request: web.Request) -> web.Response:
+    params = await Params.read(request)
+    pbx = pbx_of(request)
+    ch = pbx.channel(request.match_info["channelId"])
+    name = params.required("variable")
+    value = channel_variable(pbx, ch, name)
+    if value is None:
+        raise PbxError(404, "Provided variable was not found")
+    return json_response({"value": value})
+
+
+def channel_variable(pbx: Pbx, ch: Channel, name: str) -> str | None:
+    from operadora.sim.dialplan.runner import lookup_for
+
+    upper = name.upper()
+    if upper.startswith("CHANNEL(") and upper.endswith(")"):
+        item = name[8:-1].strip().lower()
+        values = {
+            "name": ch.name,
+            "language": ch.language,
+            "state": ch.state,
+            "uniqueid": ch.id,
+            "linkedid": ch.id,
+            "channeltype": ch.technology,
+            "context": ch.context,
+            "exten": ch.exten,
+            "callerid": ch.caller.number,
+            "musicclass": ch.moh or "default",
+            "pjsip,remote_addr": ch.variables.get("_REMOTE_ADDR", "127.0.0.1:5062"),
+        }
+        return values.get(item.replace(" ", ""))
+    lookup = lookup_for(pbx, ch)
+    result = lookup(name)  # type: ignore[operator]
+    return result if isinstance(result, str) else None
+
+
+@routes.post("/ari/channels/{channelId}/variable")
+async def set_variable(request: web.Request) -> web.Response:
+    params = await Params.read(request)
+    pbx = pbx_of(request)
+    ch = pbx.channel(request.match_info["channelId"])
+    name = params.required("variable")
+    value = params.str("value")
+    if name.upper() == "CHANNEL(LANGUAGE)":
+        ch.language = value
+        return no_content()
+    pbx.set_variable(ch, name, value)
+    return no_content()
+
+
+@routes.get("/ari/channels/{channelId}/variables")
+async def get_variables(request: web.Request) -> web.Response:
+    params = await Params.read(request)
+    pbx = pbx_of(request)
+    ch = pbx.channel(request.match_info["channelId"])
+    names = [n for n in params.required("variables").split(",") if n]
+    out = {}
+    for name in names:
+        value = channel_variable(pbx, ch, name)
+        if value is not None:
+            out[name] = value
+    return json_response({"variables": out})
+
+
+@routes.post("/ari/channels/{channelId}/variables")
+async def set_variables(request: web.Request) -> web.Response:
+    params = await Params.read(request)
+    pbx = pbx_of(request)
+    ch = pbx.channel(request.match_info["channelId"])
+    variables = params.variables()
+    if not variables:
+        raise PbxError(400, "variables is required")
+    for name, value in variables.items():
+        pbx.set_variable(ch, name, value)
+    return no_content()
+
+
+@routes.post("/ari/channels/{channelId}/dial")
+async def dial(request: web.Request) -> web.Response:
+    params = await Params.read(request)
+    pbx = pbx_of(request)
+    ch = pbx.channel(request.match_info["channelId"])
+    calls.dial_created(pbx, ch, params.get("caller"), float(params.int("timeout", 0) or 0))
+    return no_content()
+
+
+@routes.get("/ari/channels/{channelId}/rtp_statistics")
+async def rtp_statistics(request: web.Request) -> web.Response:
+    pbx = pbx_of(request)
+    ch = pbx.channel(request.match_info["channelId"])
+    if ch.technology != "PJSIP":
+        raise PbxError(404, "Channel does not have an RTP instance")
+    return json_response(calls.rtp_statistics(ch))
+
+
+@routes.post("/ari/channels/{channelId}/transfer_progress")
+async def transfer_progress(request: web.Request) -> web.Response:
+    params = await Params.read(request)
+    pbx = pbx_of(request)
+    ch = pbx.channel(request.match_info["channelId"])
+    state = params.required("states")
+    allowed = ("channel_progress", "channel_answered", "channel_unavailable", "channel_declined")
+    if state not in allowed:
+        raise PbxError(400, "Invalid states value")
+    pbx.emit("ChannelTransfer", channel=ch, state=state)
+    return no_content()
+
+
+def snoop_unsupported() -> None:
+    raise PbxError(501, "Snoop is not simulated")
+
+
+@routes.post("/ari/channels/{channelId}/snoop")
+async def snoop(request: web.Request) -> web.Response:
+    pbx_of(request).channel(request.match_info["channelId"])
+    snoop_unsupported()
+    return no_content()

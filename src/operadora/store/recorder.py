@@ -1,0 +1,158 @@
+"""The call recorder: writes every domain event to the store as the call goes.
+
+It also starts recordings the agent asks for (``ActionRequestedEvent(action="record")``) and
+the ones the negative-sentiment signal calls for, through ``CallActions.record``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from operadora import events as ev
+from operadora.store.sentiment import SentimentTracker
+
+if TYPE_CHECKING:
+    from operadora.api.actions import CallActions
+    from operadora.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class CallRecorder:
+    def __init__(
+        self,
+        store: Store,
+        bus: ev.EventBus,
+        *,
+        actions: CallActions | None = None,
+        instance: str | None = None,
+        auto_record: bool = True,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.actions = actions
+        self.instance = instance
+        self.auto_record = auto_record
+        self._queue: asyncio.Queue[ev.DomainEvent] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._sentiment: dict[str, SentimentTracker] = {}
+        self._recording: set[str] = set()
+        self._caller_ids: dict[str, str] = {}
+
+    async def close_out_open_calls(self) -> list[str]:
+        """Give a complete record to calls a previous run left open (this instance's only,
+        when the instance has a name)."""
+        closed = await self.store.calls.close_out_open_calls(self.instance)
+        if closed:
+            log.warning("closed out %d call(s) left open by a previous run", len(closed))
+        return closed
+
+    async def start(self) -> None:
+        self._queue = self.bus.subscribe()
+        await self.close_out_open_calls()
+        self._task = asyncio.create_task(self._run(self._queue), name="call-recorder")
+
+    async def stop(self) -> None:
+        if self._queue is not None:
+            await self.drain()
+            self.bus.unsubscribe(self._queue)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._task = self._queue = None
+
+    async def drain(self) -> None:
+        """Wait until every event published so far is written."""
+        if self._queue is not None:
+            await self._queue.join()
+
+    async def _run(self, queue: asyncio.Queue[ev.DomainEvent]) -> None:
+        while True:
+            event = await queue.get()
+            try:
+                await self.handle(event)
+            except Exception:
+                log.exception(
+                    "could not record %s for call %s", type(event).__name__, event.call_id
+                )
+            finally:
+                queue.task_done()
+
+    async def handle(self, event: ev.DomainEvent) -> None:
+        calls = self.store.calls
+        match event:
+            case ev.CallArrivedEvent():
+                self._caller_ids[event.call_id] = event.caller_id
+                await calls.arrived(event)
+            case ev.CallAnsweredEvent():
+                await calls.answered(event)
+            case ev.MediaConnectedEvent():
+                await calls.media_connected(event)
+            case ev.TurnEvent():
+                negative = await self._caller_turn(event)
+                await calls.turn(event, negative=negative)
+            case ev.TransferEvent():
+                await calls.transfer(event)
+            case ev.RecordingEvent():
+                if event.state == "started":
+                    self._recording.add(event.call_id)
+                await calls.recording(event)
+            case ev.ActionRequestedEvent():
+                await self._action(event)
+            case ev.CallEndedEvent():
+                await calls.ended(event)
+                self._forget(event.call_id)
+            case _:
+                pass
+
+    async def _caller_turn(self, event: ev.TurnEvent) -> bool:
+        if event.speaker != "caller" or not event.text:
+            return False
+        tracker = self._sentiment.setdefault(event.call_id, SentimentTracker())
+        turned = tracker.add(event.text)
+        if turned and self.auto_record:
+            await self._record(event.call_id, "negative-sentiment", "system")
+        return turned
+
+    async def _action(self, event: ev.ActionRequestedEvent) -> None:
+        await self.store.admin.audit(
+            event.requested_by or "agent",
+            event.action,
+            event.call_id,
+            target=event.target,
+            params=event.params,
+        )
+        if event.action == "record" and event.requested_by != "api":
+            await self._record(
+                event.call_id, str(event.params.get("reason", "agent")), event.requested_by
+            )
+        elif event.action == "callback":
+            number = str(event.params.get("number") or self._caller_ids.get(event.call_id, ""))
+            due = event.params.get("at")
+            await self.store.admin.add_callback(
+                number,
+                call_id=event.call_id,
+                due_at=float(due) if isinstance(due, int | float) else None,
+                note=str(event.params.get("note", event.target)),
+            )
+
+    async def _record(self, call_id: str, reason: str, actor: str) -> None:
+        if self.actions is None or call_id in self._recording:
+            return
+        self._recording.add(call_id)
+        try:
+            name = await self.actions.record(call_id, reason)
+        except Exception as exc:
+            self._recording.discard(call_id)
+            log.warning("recording call %s (%s) failed: %s", call_id, reason, exc)
+            return
+        await self.store.admin.audit(actor, "record", call_id, reason=reason, name=name)
+
+    def _forget(self, call_id: str) -> None:
+        self._sentiment.pop(call_id, None)
+        self._recording.discard(call_id)
+        self._caller_ids.pop(call_id, None)

@@ -1,0 +1,81 @@
+"""The small interfaces every speech and language provider implements."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Float32Audio = npt.NDArray[np.float32]
+
+STT_RATE = 16000  # what every STT engine receives: mono float32 in [-1, 1] at 16 kHz
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str
+    language: str | None = None
+    confidence: float | None = None
+
+
+class SpeechToText(Protocol):
+    """Turns one utterance into text; engines that block run in a worker thread."""
+
+    name: str
+
+    async def transcribe(self, audio: Float32Audio, language: str | None = None) -> Transcript: ...
+
+
+class TextToSpeech(Protocol):
+    """Turns one clause into audio (slin16 at :attr:`sample_rate`), in chunks as it is made."""
+
+    name: str
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    def synthesize(self, text: str, language: str | None = None) -> AsyncIterator[bytes]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AgentText:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentAction:
+    """A request for call control: transfer, attended_transfer, queue, callback, hangup."""
+
+    action: str
+    target: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+AgentOutput = AgentText | AgentAction
+
+ACTIONS = ("transfer", "attended_transfer", "queue", "callback", "hangup")
+
+
+class Conversation(Protocol):
+    """One call's dialogue with the agent; keeps its own memory."""
+
+    def greeting(self) -> str | None: ...
+
+    def reply(self, caller_text: str) -> AsyncIterator[AgentOutput]: ...
+
+    def heard(self, spoken: str, interrupted: bool) -> None:
+        """What the caller actually heard of the last reply (all of it unless interrupted)."""
+        ...
+
+    def dtmf(self, digit: str) -> AsyncIterator[AgentOutput]: ...
+
+
+class Agent(Protocol):
+    """Shared across calls (models load once); each call gets its own conversation."""
+
+    name: str
+
+    def conversation(self, call_id: str) -> Conversation: ...

@@ -1,0 +1,439 @@
+"""One call's voice agent: caller audio in, turns detected on the clock, replies spoken back,
+barge-in honoured, and everything that happens published on the event bus."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from operadora.config import VoiceSettings
+from operadora.events import (
+    ActionRequestedEvent,
+    DtmfEvent,
+    EventBus,
+    SpeakingEvent,
+    TurnEvent,
+)
+from operadora.media import AudioIn, DtmfIn, MediaSession
+from operadora.voice.engines import (
+    STT_RATE,
+    Agent,
+    AgentOutput,
+    Float32Audio,
+    SpeechToText,
+    TextToSpeech,
+)
+from operadora.voice.errors import ProviderError
+from operadora.voice.frames import (
+    DtmfFrame,
+    EndFrame,
+    FrameQueue,
+    InterruptionFrame,
+    SpeechStartedFrame,
+    SpeechStoppedFrame,
+    UserTurnFrame,
+)
+from operadora.voice.pcm import resample, to_float32
+from operadora.voice.reply import Reply
+from operadora.voice.speaker import Speaker
+from operadora.voice.turns import Signal, TurnDetector, TurnSignal, TurnState
+
+log = logging.getLogger(__name__)
+
+PREROLL_S = 0.3
+NO_AUDIO_S = 0.1  # no caller frame for this long while speech is open: the line went quiet
+
+
+class VoiceActivity(Protocol):
+    """What the pipeline needs of a VAD (``operadora.audio.vad.VoiceActivityDetector``)."""
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    @property
+    def window_samples(self) -> int: ...
+
+    def speech_probability(self, window: Float32Audio) -> float: ...
+
+
+VadFactory = Callable[[int], VoiceActivity]
+
+
+@dataclass(slots=True)
+class Engines:
+    stt: SpeechToText
+    tts: TextToSpeech
+    agent: Agent
+    vad: VadFactory
+
+
+class VoiceAgentSession:
+    """Runs the voice agent on one media session until the media ends."""
+
+    def __init__(
+        self,
+        media: MediaSession,
+        engines: Engines,
+        settings: VoiceSettings,
+        bus: EventBus,
+        call_id: str,
+        *,
+        language: str | None = None,
+        greet: bool = True,
+    ) -> None:
+        self._media = media
+        self._engines = engines
+        self._settings = settings
+        self._bus = bus
+        self.call_id = call_id
+        self.language = language or settings.agent.language
+        self._greet = greet
+        vad = settings.vad
+        self._turns = TurnDetector(
+            threshold=vad.threshold,
+            min_speech_ms=vad.min_speech_ms,
+            end_of_turn_silence_ms=vad.end_of_turn_silence_ms,
+            barge_in_min_speech_ms=vad.barge_in_min_speech_ms,
+        )
+        self._frames = FrameQueue()
+        self._speaker = Speaker(media, settings.playback_lookahead_ms, self._on_agent_audio)
+        self._conversation = engines.agent.conversation(call_id)
+        self._rate = 0  # learnt from the first caller frame (the media may not know it before)
+        self._vad_rate = 0
+        self._vad: VoiceActivity | None = None
+        self._window = np.zeros(0, dtype=np.float32)
+        self._window_fill = 0
+        self._preroll: deque[Float32Audio] = deque()
+        self._preroll_len = 0
+        self._utterance: list[Float32Audio] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._last_audio_at = 0.0
+        self._speculative: asyncio.Task[tuple[str, float]] | None = None
+        self._stt_tasks: set[asyncio.Task[None]] = set()
+        self._reply_task: asyncio.Task[None] | None = None
+        self._reply: Reply | None = None
+        self._turn_times: dict[str, float] = {}
+        self.turns: list[TurnEvent] = []
+
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    async def run(self) -> None:
+        inbound = asyncio.create_task(self._read_inbound())
+        try:
+            if self._greet and (greeting := self._conversation.greeting()):
+                self._start_reply(_one_text(greeting), None)
+            await self._control()
+        finally:
+            inbound.cancel()
+            for task in (self._reply_task, self._speculative, *self._stt_tasks):
+                if task is not None:
+                    task.cancel()
+            self._speaker.stop()
+            for handle in (self._timer, self._watchdog):
+                if handle is not None:
+                    handle.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await inbound
+
+    # -- caller side ---------------------------------------------------------------------------
+
+    async def _read_inbound(self) -> None:
+        try:
+            async for item in self._media.inbound():
+                if isinstance(item, AudioIn):
+                    self._on_audio(item)
+                elif isinstance(item, DtmfIn):
+                    self._frames.put(DtmfFrame(item.digit, item.received_at))
+        except (ConnectionError, OSError) as exc:
+            log.info("call %s: media ended: %s", self.call_id, exc)
+        finally:
+            self._frames.put(EndFrame())
+
+    def _start_vad(self, sample_rate: int) -> VoiceActivity:
+        self._rate = sample_rate
+        self._vad_rate = sample_rate if sample_rate in (8000, 16000) else STT_RATE
+        vad = self._engines.vad(self._vad_rate)
+        self._window = np.zeros(vad.window_samples, dtype=np.float32)
+        self._vad = vad
+        return vad
+
+    def _on_audio(self, item: AudioIn) -> None:
+        vad = self._vad or self._start_vad(item.sample_rate)
+        self._last_audio_at = item.received_at
+        audio = to_float32(item.pcm)
+        if item.sample_rate != self._rate:
+            audio = resample(audio, item.sample_rate, self._rate)
+        self._keep(audio)
+        vad_audio = resample(audio, self._rate, self._vad_rate)
+        self._turns.agent_speaking = self._speaker.active
+        window = self._window
+        size = window.size
+        pos = 0
+        n = vad_audio.size
+        while pos < n:
+            take = min(size - self._window_fill, n - pos)
+            window[self._window_fill : self._window_fill + take] = vad_audio[pos : pos + take]
+            self._window_fill += take
+            pos += take
+            if self._window_fill == size:
+                self._window_fill = 0
+                end = item.received_at - (n - pos) / self._vad_rate
+                probability = vad.speech_probability(window)
+                for signal in self._turns.window(probability, end - size / self._vad_rate, end):
+                    self._on_signal(signal)
+
+    def _keep(self, audio: Float32Audio) -> None:
+        if self._utterance:
+            self._utterance.append(audio)
+            return
+        self._preroll.append(audio)
+        self._preroll_len += audio.size
+        while self._preroll and self._preroll_len - self._preroll[0].size >= PREROLL_S * self._rate:
+            self._preroll_len -= self._preroll.popleft().size
+
+    def _on_signal(self, signal: TurnSignal) -> None:
+        kind = signal.signal
+        if kind is Signal.ONSET:
+            self._utterance = [*self._preroll, np.zeros(0, np.float32)]
+            self._preroll.clear()
+            self._preroll_len = 0
+            if self._speaker.active:
+                self._speaker.pause()  # barge-in: silence the agent now, decide later
+            self._arm_watchdog(self._last_audio_at + NO_AUDIO_S)
+        elif kind is Signal.REJECTED:
+            self._utterance = []
+            if self._speaker.paused:
+                self._speaker.resume()
+        elif kind is Signal.STARTED:
+            self._frames.put(SpeechStartedFrame(signal.at))
+            if self._reply_task is not None and not self._reply_task.done():
+                self._frames.put(InterruptionFrame(signal.at))
+        elif kind is Signal.PAUSED:
+            self._arm_timer()
+            if self._settings.speculative_stt:
+                self._start_speculative()
+        elif kind is Signal.RESUMED:
+            self._disarm_timer()
+            if self._speculative is not None:
+                self._speculative.cancel()
+                self._speculative = None
+        elif kind is Signal.END_OF_TURN:
+            self._disarm_timer()
+            self._end_of_turn(signal.at)
+
+    def _arm_watchdog(self, at: float) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self._watchdog = self._loop.call_at(at, self._on_watchdog)
+
+    def _on_watchdog(self) -> None:
+        self._watchdog = None
+        if self._turns.state not in (TurnState.ONSET, TurnState.SPEAKING):
+            return
+        now = self._loop.time()
+        if now - self._last_audio_at < NO_AUDIO_S:
+            self._arm_watchdog(self._last_audio_at + NO_AUDIO_S)
+            return
+        for signal in self._turns.no_audio(now):
+            self._on_signal(signal)
+
+    def _arm_timer(self) -> None:
+        self._disarm_timer()
+        deadline = self._turns.deadline
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _disarm_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        signals = self._turns.tick(self._loop.time())
+        if not signals:
+            self._arm_timer()
+        for signal in signals:
+            self._on_signal(signal)
+
+    def _utterance_audio(self) -> Float32Audio:
+        if not self._utterance:
+            return np.zeros(0, np.float32)
+        return resample(np.concatenate(self._utterance), self._rate, STT_RATE)
+
+    def _start_speculative(self) -> None:
+        if self._speculative is not None:
+            self._speculative.cancel()
+        self._speculative = self._loop.create_task(self._transcribe(self._utterance_audio()))
+
+    async def _transcribe(self, audio: Float32Audio) -> tuple[str, float]:
+        started = self._loop.time()
+        try:
+            transcript = await self._engines.stt.transcribe(audio, self.language)
+        except ProviderError as exc:
+            log.warning("call %s: speech recognition failed: %s", self.call_id, exc)
+            return "", self._loop.time() - started
+        return transcript.text.strip(), self._loop.time() - started
+
+    def _end_of_turn(self, last_voice_at: float) -> None:
+        now = self._loop.time()
+        speculative = self._speculative
+        self._speculative = None
+        if speculative is None:
+            speculative = self._loop.create_task(self._transcribe(self._utterance_audio()))
+        started_at = self._turns.speech_started_at
+        self._utterance = []
+        self._frames.put(SpeechStoppedFrame(last_voice_at))
+        task = self._loop.create_task(
+            self._finish_turn(speculative, started_at, last_voice_at, now)
+        )
+        self._stt_tasks.add(task)
+        task.add_done_callback(self._stt_tasks.discard)
+
+    async def _finish_turn(
+        self,
+        stt: asyncio.Task[tuple[str, float]],
+        started_at: float,
+        last_voice_at: float,
+        end_of_turn_at: float,
+    ) -> None:
+        text, decode_s = await stt
+        done = self._loop.time()
+        timings = {
+            "endpointing_ms": (end_of_turn_at - last_voice_at) * 1000,
+            "stt_ms": (done - end_of_turn_at) * 1000,
+            "stt_decode_ms": decode_s * 1000,
+        }
+        self._frames.put(UserTurnFrame(text, started_at, last_voice_at, timings))
+
+    # -- control -------------------------------------------------------------------------------
+
+    async def _control(self) -> None:
+        while True:
+            frame = await self._frames.get()
+            if isinstance(frame, EndFrame):
+                return
+            if isinstance(frame, SpeechStartedFrame):
+                self._publish_speaking("caller", True)
+            elif isinstance(frame, SpeechStoppedFrame):
+                self._publish_speaking("caller", False)
+            elif isinstance(frame, InterruptionFrame):
+                self._interrupt()
+            elif isinstance(frame, UserTurnFrame):
+                self._on_user_turn(frame)
+            elif isinstance(frame, DtmfFrame):
+                self._bus.publish(DtmfEvent(self.call_id, digit=frame.digit))
+                self._interrupt()
+                self._start_reply(self._conversation.dtmf(frame.digit), None)
+
+    def _on_user_turn(self, frame: UserTurnFrame) -> None:
+        event = TurnEvent(
+            self.call_id,
+            speaker="caller",
+            text=frame.text,
+            started_at=frame.started_at,
+            ended_at=frame.ended_at,
+            timings=dict(frame.timings),
+        )
+        self._publish_turn(event)
+        if not frame.text:
+            if self._speaker.paused:
+                self._speaker.resume()
+            return
+        self._interrupt()
+        self._start_reply(self._conversation.reply(frame.text), frame)
+
+    def _interrupt(self) -> None:
+        reply = self._reply
+        if reply is not None and not reply.finalised:
+            reply.interrupt()
+            self._finalise(reply, interrupted=True)
+        if self._reply_task is not None and not self._reply_task.done():
+            self._reply_task.cancel()
+        self._speaker.stop()
+
+    def _start_reply(self, outputs: AsyncIterator[AgentOutput], turn: UserTurnFrame | None) -> None:
+        reply = Reply(outputs, self._engines.tts, self._speaker, self.language, turn)
+        self._reply = reply
+        self._reply_task = self._loop.create_task(self._run_reply(reply))
+
+    async def _run_reply(self, reply: Reply) -> None:
+        await reply.run()
+        self._finalise(reply, interrupted=False)
+
+    def _on_agent_audio(self) -> None:
+        self._publish_speaking("agent", True)
+
+    def _finalise(self, reply: Reply, interrupted: bool) -> None:
+        """Close a reply once: memory keeps what the caller heard, then events and actions."""
+        reply.finalised = True
+        heard = self._speaker.heard_text() if interrupted else " ".join(reply.times.text)
+        self._conversation.heard(heard, interrupted)
+        if self._speaker.first_audio_at is not None:
+            self._publish_speaking("agent", False)
+        timings, latency = self._reply_timings(reply, reply.turn)
+        self._publish_turn(
+            TurnEvent(
+                self.call_id,
+                speaker="agent",
+                text=heard,
+                started_at=reply.times.started_at,
+                ended_at=self._loop.time(),
+                interrupted=interrupted,
+                latency_ms=latency,
+                timings=timings,
+            )
+        )
+        if interrupted:
+            return
+        for action in reply.times.actions:
+            self._bus.publish(
+                ActionRequestedEvent(
+                    self.call_id, action=action.action, target=action.target, params=action.params
+                )
+            )
+
+    def _reply_timings(
+        self, reply: Reply, turn: UserTurnFrame | None
+    ) -> tuple[dict[str, float], float | None]:
+        times = reply.times
+        first_audio = self._speaker.first_audio_at
+        timings: dict[str, float] = {}
+        if turn is not None:
+            timings.update(turn.timings)
+        if times.first_clause_at is not None:
+            timings["agent_ms"] = (times.first_clause_at - times.started_at) * 1000
+            if times.first_audio_at is not None:
+                timings["tts_first_chunk_ms"] = (
+                    times.first_audio_at - times.first_clause_at
+                ) * 1000
+        if turn is None or first_audio is None:
+            return timings, None
+        v2v = (first_audio - turn.ended_at) * 1000
+        timings["v2v_ms"] = v2v
+        stages = ("endpointing_ms", "stt_ms", "agent_ms", "tts_first_chunk_ms")
+        timings["overhead_ms"] = max(0.0, v2v - sum(timings.get(k, 0.0) for k in stages))
+        return timings, v2v
+
+    def _publish_speaking(self, speaker: str, speaking: bool) -> None:
+        self._bus.publish(SpeakingEvent(self.call_id, speaker=speaker, speaking=speaking))
+
+    def _publish_turn(self, event: TurnEvent) -> None:
+        self.turns.append(event)
+        self._bus.publish(event)
+
+
+async def _one_text(text: str) -> AsyncIterator[AgentOutput]:
+    from operadora.voice.engines import AgentText
+
+    yield AgentText(text)

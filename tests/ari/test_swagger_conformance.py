@@ -1,0 +1,126 @@
+"""What the client sends and reads exists in Asterisk 22's ARI Swagger, with the same types."""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from operadora.ari import models
+from operadora.ari.events import HANDLED_EVENTS, AriEvent
+from operadora.ari.models import AriModel, AriType
+from operadora.ari.operations import OPERATIONS
+
+pytestmark = pytest.mark.unit
+
+DOCS = Path("/work/shared/asterisk/ari-api-docs")
+if not DOCS.is_dir():
+    DOCS = Path(__file__).resolve().parents[3] / "shared" / "asterisk" / "ari-api-docs"
+
+
+def _load() -> dict[str, dict[str, Any]]:
+    return {p.stem: json.loads(p.read_text()) for p in DOCS.glob("*.json")}
+
+
+SWAGGER = _load()
+ALL_MODELS: dict[str, dict[str, Any]] = {}
+for _doc in SWAGGER.values():
+    ALL_MODELS.update(_doc.get("models", {}))
+
+
+def _swagger_op(resource: str, path: str, method: str) -> dict[str, Any]:
+    for api in SWAGGER[resource]["apis"]:
+        if api["path"] == path:
+            for op in api["operations"]:
+                if op["httpMethod"] == method:
+                    return dict(op)
+    raise AssertionError(f"{method} {path} is not in {resource}.json")
+
+
+def test_the_client_declares_operations() -> None:
+    assert len(OPERATIONS) >= 25
+    names = {(op.resource, op.nickname) for op in OPERATIONS}
+    assert ("channels", "externalMedia") in names
+    assert ("bridges", "addChannel") in names
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=lambda op: f"{op.resource}.{op.nickname}")
+def test_operation_matches_swagger(op: Any) -> None:
+    swagger = _swagger_op(op.resource, op.path, op.method)
+    assert swagger["nickname"] == op.nickname
+    assert swagger["responseClass"] == op.response
+    declared = {p["name"]: p for p in swagger.get("parameters", [])}
+    for param in op.params:
+        assert param.name in declared, f"{op.nickname}: no parameter {param.name}"
+        spec = declared[param.name]
+        assert spec["paramType"] == param.where, param.name
+        assert spec["dataType"] == param.data_type, param.name
+        assert bool(spec.get("allowMultiple")) == param.multiple, param.name
+    required = {n for n, p in declared.items() if p.get("required") and p["paramType"] != "body"}
+    assert required <= {p.name for p in op.params}, f"{op.nickname} misses required params"
+
+
+def _ari_models() -> list[type[AriModel]]:
+    found: list[type[AriModel]] = []
+    for value in vars(models).values():
+        if isinstance(value, type) and issubclass(value, AriModel) and value.ari_model:
+            found.append(value)
+    found.extend(HANDLED_EVENTS)
+    found.append(AriEvent)
+    return found
+
+
+def _swagger_type(annotation: Any, metadata: list[Any]) -> str:
+    for item in metadata:
+        if isinstance(item, AriType):
+            return item.name
+    origin = typing.get_origin(annotation)
+    if origin in (types.UnionType, typing.Union):
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+        assert len(inner) == 1
+        return _swagger_type(inner[0], [])
+    if origin is typing.Annotated:
+        base, *meta = typing.get_args(annotation)
+        return _swagger_type(base, meta)
+    if origin is list:
+        return f"List[{_swagger_type(typing.get_args(annotation)[0], [])}]"
+    if origin is dict:
+        return "object"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return str(annotation.ari_model)
+    return {str: "string", int: "int", bool: "boolean", float: "double"}[annotation]
+
+
+def _swagger_properties(model: str) -> dict[str, Any]:
+    props: dict[str, Any] = {}
+    spec = ALL_MODELS[model]
+    props.update(spec["properties"])
+    # Event fields come from Event and Message, the bases every event extends
+    if model != "Message" and (
+        model == "Event" or ("Event" in ALL_MODELS and model in ALL_MODELS["Event"]["subTypes"])
+    ):
+        props.update(ALL_MODELS["Event"]["properties"])
+        props.update(ALL_MODELS["Message"]["properties"])
+    return props
+
+
+@pytest.mark.parametrize("cls", _ari_models(), ids=lambda c: c.ari_model)
+def test_model_fields_match_swagger(cls: type[AriModel]) -> None:
+    assert cls.ari_model in ALL_MODELS, f"{cls.ari_model} is not an ARI model"
+    props = _swagger_properties(cls.ari_model)
+    for name, field in cls.model_fields.items():
+        assert name in props, f"{cls.ari_model}.{name} is not in the Swagger"
+        expected = props[name]["type"]
+        got = _swagger_type(field.annotation, list(field.metadata))
+        assert got == expected, f"{cls.ari_model}.{name}: {got} != {expected}"
+
+
+def test_every_handled_event_is_an_ari_event_type() -> None:
+    subtypes = set(ALL_MODELS["Event"]["subTypes"])
+    for cls in HANDLED_EVENTS:
+        assert cls.ari_model in subtypes

@@ -1,0 +1,137 @@
+"""The capacity model and the decision tree (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from operadora.capacity.host import Gpu, parse_nvidia_smi
+from operadora.capacity.machine import telephony_from_flags
+from operadora.capacity.model import Machine, Measured, plan
+from operadora.capacity.recommend import recommend, tier_for
+
+pytestmark = pytest.mark.unit
+
+
+def machine(**kw: object) -> Machine:
+    base: dict[str, object] = {"cores": 8, "ram_gb": 16, "llm": "none", "source": "flags"}
+    return Machine.model_validate(base | kw)
+
+
+def limits(m: Machine, measured: Measured | None = None) -> dict[str, int | None]:
+    return {c.name: c.max_calls for c in plan(m, measured).components}
+
+
+def test_cpu_costs_of_asterisk_and_ai_add_up() -> None:
+    # 1/25 + 1/2 core per call on 8 cores -> 8 / 0.54 = 14.8
+    result = plan(machine())
+    assert limits(machine())["cpu"] == 14
+    assert result.bottleneck == "cpu" and result.max_calls == 14
+    assert result.cpu_cost_per_call == pytest.approx(0.54)
+
+
+def test_transcoding_and_asterisk_elsewhere_change_the_cpu_line() -> None:
+    assert limits(machine(transcoding=True))["cpu"] == 13  # 8 / (0.1 + 0.5)
+    assert limits(machine(asterisk_on_host=False))["cpu"] == 16  # 8 / 0.5
+
+
+def test_gpu_machine_is_limited_by_the_llm() -> None:
+    gpus = [Gpu(name="RTX 4090", memory_gb=24)]
+    result = plan(machine(cores=16, ram_gb=64, gpus=gpus, llm="local"))
+    by_name = {c.name: c.max_calls for c in result.components}
+    assert by_name["stt_gpu"] == 30 and by_name["tts_gpu"] == 40 and by_name["llm_gpu"] == 15
+    assert by_name["cpu"] == 66  # 16 / (1/25 + 1/5)
+    assert (result.bottleneck, result.max_calls) == ("llm_gpu", 15)
+
+
+def test_two_gpus_double_the_gpu_lines_and_remote_llm_drops_it() -> None:
+    gpus = [Gpu(name="RTX 3090", memory_gb=24)] * 2
+    result = plan(machine(cores=32, ram_gb=64, gpus=gpus, llm="remote"))
+    names = {c.name: c.max_calls for c in result.components}
+    assert "llm_gpu" not in names
+    assert (names["stt_gpu"], names["tts_gpu"]) == (40, 60)
+    assert result.bottleneck == "stt_gpu"
+
+
+def test_local_llm_without_gpu_is_zero_and_says_why() -> None:
+    result = plan(machine(llm="local"))
+    assert result.bottleneck == "llm_gpu" and result.max_calls == 0
+    assert "needs a GPU" in next(c.basis for c in result.components if c.name == "llm_gpu")
+
+
+def test_telephony_can_be_the_bottleneck() -> None:
+    channels, basis = telephony_from_flags([], ["GXW4104"], None)
+    result = plan(machine(telephony_channels=channels, telephony_basis=basis))
+    assert (result.bottleneck, result.max_calls) == ("telephony", 4)
+    assert basis == "Grandstream GXW4104 4"
+
+
+def test_telephony_flags_add_up_and_refuse_too_many_cards() -> None:
+    channels, basis = telephony_from_flags(["A104", "A200:8"], ["GXW4108"], 30)
+    assert channels == 120 + 8 + 8 + 30
+    assert "Sangoma A104 120" in basis and "SIP trunk 30" in basis
+    assert telephony_from_flags([], [], None)[0] is None
+    with pytest.raises(ValueError, match="PCIe"):
+        telephony_from_flags(["A108"] * 9, [], None)
+
+
+def test_measured_costs_replace_the_ai_guess() -> None:
+    measured = Measured(media_cpu_ms_per_call_s=2.0, voice_cpu_ms_per_call_s=38.0)
+    result = plan(machine(cores=2, asterisk_on_host=False), measured)
+    cpu = next(c for c in result.components if c.name == "cpu")
+    assert cpu.source == "measured" and cpu.max_calls == 50  # 2 cores / 0.040
+    # half a measurement is not a measurement: the table stays
+    half = plan(machine(cores=2), Measured(media_cpu_ms_per_call_s=2.0))
+    assert next(c for c in half.components if c.name == "cpu").source == "table"
+
+
+def test_ram_line() -> None:
+    assert limits(machine(ram_gb=4))["ram"] == 50  # the seed's 2 cores / 4 GB row
+
+
+@pytest.mark.parametrize(
+    ("calls", "tier"),
+    [(1, "under-20"), (19, "under-20"), (20, "20-100"), (100, "20-100"), (101, "over-100")],
+)
+def test_tiers(calls: int, tier: str) -> None:
+    assert tier_for(calls) == tier
+
+
+def test_small_site_recommendation() -> None:
+    advice = recommend(6, plan(machine(llm="local", gpus=[Gpu(name="RTX 3060", memory_gb=12)])))
+    assert advice.redis.startswith("no") and advice.instances == 1
+    assert "FXO gateway" in advice.telephony and "GXW4104" in advice.telephony
+    assert advice.gpu.startswith("one RTX 3090")  # a 3060 carries 5 LLM calls, not 6
+    assert advice.pbx == "FreePBX + ARI"
+
+
+def test_medium_site_recommendation() -> None:
+    result = plan(machine(cores=16, ram_gb=32, gpus=[Gpu(name="RTX 4090")], llm="local"))
+    advice = recommend(60, result)
+    assert advice.tier == "20-100" and advice.redis.startswith("recommended")
+    assert advice.instances == 4  # 60 calls on machines of 15 each
+    assert "RTX" in advice.gpu or "A100" in advice.gpu
+    assert any("bottleneck: llm_gpu" in w for w in advice.warnings)
+    assert recommend(30).redis.startswith("optional")
+
+
+def test_large_site_recommendation() -> None:
+    advice = recommend(300)
+    assert advice.tier == "over-100" and advice.redis.startswith("required")
+    assert "3 x A104" in advice.telephony and "2 x A108" in advice.telephony
+    assert advice.gpu.startswith("10 x A100")
+    assert "Asterisk cluster" in advice.pbx and advice.extras == ["a CDN for static audio prompts"]
+
+
+def test_parse_nvidia_smi() -> None:
+    text = (
+        "NVIDIA GeForce RTX 4090, 24564 MiB\nNVIDIA A100-SXM4-40GB, 40960 MiB\nTesla K80, [N/A]\n"
+    )
+    gpus = parse_nvidia_smi(text)
+    assert [(g.name, g.memory_gb) for g in gpus] == [
+        ("NVIDIA GeForce RTX 4090", 24.0),
+        ("NVIDIA A100-SXM4-40GB", 40.0),
+        ("Tesla K80", None),
+    ]
+    assert parse_nvidia_smi("") == []
+    with pytest.raises(ValueError):
+        parse_nvidia_smi("no comma here\n")

@@ -1,0 +1,208 @@
+"""The voice pipeline on a simulated timeline: scripted engines, a virtual clock, exact timings."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from operadora.audio.vad import EnergyVad
+from operadora.config import VoiceSettings
+from operadora.events import (
+    ActionRequestedEvent,
+    DomainEvent,
+    DtmfEvent,
+    EventBus,
+    SpeakingEvent,
+    TurnEvent,
+)
+from operadora.voice.engines import AgentAction, AgentText
+from operadora.voice.session import Engines, VoiceAgentSession
+from operadora.voice.stt.fake import ScriptedStt
+from operadora.voice.tts.fake import ToneTts
+from voice.fakes import (
+    Dtmf,
+    FakeMedia,
+    NoFrames,
+    ScriptedAgent,
+    ScriptedConversation,
+    Silence,
+    Speech,
+    run_virtual,
+)
+
+pytestmark = pytest.mark.unit
+
+WINDOW_MS = 32  # EnergyVad/Silero window at 16 kHz (512 samples)
+
+
+def _settings(**voice: object) -> VoiceSettings:
+    settings = VoiceSettings()
+    settings.vad.engine = "energy"
+    for key, value in voice.items():
+        setattr(settings, key, value)
+    return settings
+
+
+def _run(
+    script: list[object],
+    conversation: ScriptedConversation,
+    *,
+    stt: ScriptedStt | None = None,
+    tts: ToneTts | None = None,
+    settings: VoiceSettings | None = None,
+) -> tuple[FakeMedia, list[DomainEvent], ScriptedStt]:
+    stt = stt or ScriptedStt(["I want sales"], delay_s=0.1)
+    tts = tts or ToneTts(sample_rate=16000, ms_per_char=20, delay_s=0.03)
+    media = FakeMedia(script)  # type: ignore[arg-type]
+    bus = EventBus()
+
+    async def main() -> list[DomainEvent]:
+        queue = bus.subscribe()
+        engines = Engines(stt, tts, ScriptedAgent(conversation), lambda rate: EnergyVad(rate))
+        session = VoiceAgentSession(media, engines, settings or _settings(), bus, "call-1")
+        await session.run()
+        events = []
+        while not queue.empty():
+            events.append(queue.get_nowait())
+        return events
+
+    return media, run_virtual(main), stt
+
+
+def _turns(events: list[DomainEvent], speaker: str) -> list[TurnEvent]:
+    return [e for e in events if isinstance(e, TurnEvent) and e.speaker == speaker]
+
+
+def test_turn_latency_with_speculative_stt() -> None:
+    conversation = ScriptedConversation(
+        [[AgentText("Sales, right away."), AgentAction("transfer", "201")]]
+    )
+    media, events, _stt = _run([Silence(200), Speech(600), Silence(1500)], conversation)
+    caller = _turns(events, "caller")
+    agent = _turns(events, "agent")
+    assert [t.text for t in caller] == ["I want sales"]
+    assert conversation.asked == ["I want sales"]
+    assert len(agent) == 1 and not agent[0].interrupted
+    timings = agent[0].timings
+    # end of turn 280 ms after the last voiced sample, give or take one VAD window
+    assert 280 - 1e-6 <= timings["endpointing_ms"] <= 280 + WINDOW_MS
+    # the speculative decode started at the first silent window and finished before the turn ended
+    assert timings["stt_ms"] == pytest.approx(0.0, abs=1e-6)
+    assert timings["stt_decode_ms"] == pytest.approx(100.0)
+    assert timings["agent_ms"] == pytest.approx(0.0, abs=1e-6)
+    assert timings["tts_first_chunk_ms"] == pytest.approx(30.0)
+    assert timings["overhead_ms"] == pytest.approx(0.0, abs=1e-6)
+    assert agent[0].latency_ms == pytest.approx(timings["endpointing_ms"] + 30.0)
+    # the first agent frame reaches the wire within one pacing tick of being queued
+    last_voice = media.speech_ends[0]
+    first_wire = media.wire[0].at
+    assert 0 <= (first_wire - last_voice) * 1000 - agent[0].latency_ms <= 20 + 1e-6
+    actions = [e for e in events if isinstance(e, ActionRequestedEvent)]
+    assert [(a.action, a.target) for a in actions] == [("transfer", "201")]
+    # all of the reply was played: 18 characters at 20 ms each
+    assert media.agent_audio_ms() == pytest.approx(18 * 20, abs=20)
+    assert conversation.heard_log == [("Sales, right away.", False)]
+
+
+def test_without_speculative_stt_the_decode_is_on_the_clock() -> None:
+    conversation = ScriptedConversation([[AgentText("Okay.")]])
+    settings = _settings(speculative_stt=False)
+    _, events, stt = _run([Speech(500), Silence(1500)], conversation, settings=settings)
+    timings = _turns(events, "agent")[0].timings
+    assert timings["stt_ms"] == pytest.approx(100.0)
+    assert len(stt.calls) == 1
+
+
+def test_resumed_speech_discards_the_speculative_decode() -> None:
+    conversation = ScriptedConversation([[AgentText("Okay.")]])
+    stt = ScriptedStt(["first half", "whole sentence"], delay_s=0.05)
+    _, events, _ = _run(
+        [Speech(400), Silence(150), Speech(400), Silence(1500)], conversation, stt=stt
+    )
+    caller = _turns(events, "caller")
+    assert [t.text for t in caller] == ["whole sentence"]
+    # the second decode covered both halves of the utterance
+    assert stt.calls[1] > stt.calls[0]
+
+
+def test_turn_ends_on_the_clock_when_frames_stop() -> None:
+    conversation = ScriptedConversation([[AgentText("Okay.")]])
+    _media, events, _ = _run([Speech(500), NoFrames(2000)], conversation)
+    caller = _turns(events, "caller")
+    agent = _turns(events, "agent")
+    assert len(caller) == 1 and len(agent) == 1
+    # no frame arrived after the speech, yet the turn ended 280 ms after it on the timer
+    assert agent[0].timings["endpointing_ms"] == pytest.approx(280.0, abs=1.0)
+
+
+def test_short_noise_is_not_a_turn() -> None:
+    conversation = ScriptedConversation([[AgentText("Okay.")]])
+    _, events, stt = _run([Speech(60), Silence(1500)], conversation)
+    assert _turns(events, "caller") == []
+    assert stt.calls == []
+
+
+def test_barge_in_stops_playback_within_two_frames_and_memory_keeps_what_was_heard() -> None:
+    greeting = "Thank you for calling. " + "We have many options for you today. " * 6
+    conversation = ScriptedConversation([[AgentText("Okay, billing.")]], greeting_text=greeting)
+    media, events, _ = _run([Silence(1500), Speech(500), Silence(2000)], conversation)
+    onset = media.speech_onsets[0]
+    # playback was cleared within two 20 ms frames of the caller starting to speak
+    assert media.clears and 0 <= media.clears[0] - onset <= 0.040 + 1e-9
+    after = [w.at for w in media.wire if w.real and onset < w.at < onset + 0.3]
+    assert all(at - onset <= 0.040 + 1e-9 for at in after)
+    agent = _turns(events, "agent")
+    assert agent[0].interrupted
+    heard, interrupted = conversation.heard_log[0]
+    assert interrupted and heard and greeting.startswith(heard.split()[0])
+    assert len(heard) < len(greeting) / 2
+    # what was heard matches the audio that reached the wire (20 ms per character)
+    played_chars = (onset - media.wire[0].at) * 1000 / 20
+    assert abs(len(heard) - played_chars) < 40
+    assert agent[1].text == "Okay, billing." and not agent[1].interrupted
+
+
+def test_a_click_during_playback_pauses_then_resumes_without_losing_audio() -> None:
+    greeting = "Thank you for calling, please listen carefully to the options."
+    conversation = ScriptedConversation([], greeting_text=greeting)
+    # the click fits inside one 32 ms VAD window (they start at 0 ms: 640 = 20 windows)
+    media, events, stt = _run([Silence(640), Speech(20), Silence(3000)], conversation)
+    agent = _turns(events, "agent")
+    assert len(agent) == 1 and not agent[0].interrupted
+    assert media.clears, "the click paused playback at once"
+    assert media.agent_audio_ms() == pytest.approx(len(greeting) * 20, abs=40)
+    assert stt.calls == []
+
+
+def test_dtmf_is_published_and_answered() -> None:
+    conversation = ScriptedConversation([])
+    _, events, _ = _run([Silence(200), Dtmf("1"), Silence(2000)], conversation)
+    assert [e.digit for e in events if isinstance(e, DtmfEvent)] == ["1"]
+    actions = [e for e in events if isinstance(e, ActionRequestedEvent)]
+    assert [(a.action, a.target, a.params) for a in actions] == [
+        ("transfer", "201", {"digit": "1"})
+    ]
+
+
+def test_speaking_events_bracket_each_side() -> None:
+    conversation = ScriptedConversation([[AgentText("Okay.")]])
+    _, events, _ = _run([Speech(500), Silence(1500)], conversation)
+    speaking = [(e.speaker, e.speaking) for e in events if isinstance(e, SpeakingEvent)]
+    assert speaking == [("caller", True), ("caller", False), ("agent", True), ("agent", False)]
+
+
+def test_session_ends_when_media_ends() -> None:
+    conversation = ScriptedConversation([], greeting_text="Hello.")
+    media = FakeMedia([Silence(100)], linger_ms=100)
+    bus = EventBus()
+
+    async def main() -> None:
+        engines = Engines(
+            ScriptedStt(), ToneTts(), ScriptedAgent(conversation), lambda r: EnergyVad(r)
+        )
+        session = VoiceAgentSession(media, engines, _settings(), bus, "c")
+        await asyncio.wait_for(session.run(), 5)
+
+    run_virtual(main)
+    assert media.closed
