@@ -48,7 +48,7 @@ def _sim_child(port: int, password: str, ready: Any) -> None:
         runner = asyncio.run
 
     async def main() -> None:
-        from operadora.sim import start_simulator
+        from operadora.sim.server import start_simulator
 
         sim = await start_simulator(
             SimSettings(host="127.0.0.1", port=port, username="operadora", password=password)

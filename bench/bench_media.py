@@ -29,7 +29,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from media_frontend import server_main
-from media_load import load_main
+from media_load import load_main, timer_floor_main
+from media_micro import micro_costs
 from operadora.audiosocket.pacing import MediaStats
 
 PROMPTS = [
@@ -67,13 +68,15 @@ class Step:
     connected: int
     closed_by_server: int
     vad_windows_per_call_second: float
+    timer_floor_p99_ms: float
+    p99_limit_ms: float
 
     @property
     def ok(self) -> bool:
         return (
             self.connected == self.calls
             and self.closed_by_server == 0
-            and self.pacing_p99_ms <= P99_LIMIT_MS
+            and self.pacing_p99_ms <= self.p99_limit_ms
             and self.missing == 0
             and self.late == 0
             and self.server_lost == 0
@@ -88,7 +91,15 @@ def run_step(calls: int, args: argparse.Namespace, audio: bytes) -> Step:
         parent, child = ctx.Pipe()
         proc = ctx.Process(
             target=server_main,
-            args=(child, port, args.vad, not args.no_uvloop, args.workers > 1, args.priority),
+            args=(
+                child,
+                port,
+                args.vad,
+                not args.no_uvloop,
+                args.workers > 1,
+                args.priority,
+                args.vad_rate,
+            ),
             daemon=True,
         )
         proc.start()
@@ -114,11 +125,18 @@ def run_step(calls: int, args: argparse.Namespace, audio: bytes) -> Step:
         )
         proc.start()
         loads.append((proc, parent))
+    floor_conn, floor_child = ctx.Pipe()
+    floor = ctx.Process(
+        target=timer_floor_main, args=(floor_child, start_at, stop_at, args.priority), daemon=True
+    )
+    floor.start()
     time.sleep(max(0.0, start_at - time.monotonic()))
     before = [conn.send("mark") or conn.recv() for _, conn in servers]
     time.sleep(max(0.0, stop_at - time.monotonic()))
     after = [conn.send("mark") or conn.recv() for _, conn in servers]
     results: list[dict[str, Any]] = [conn.recv() for _, conn in loads]
+    floor_ms = floor_conn.recv() * 1000.0
+    floor.join(5)
     for proc, conn in servers:
         conn.send("stop")
         conn.recv()
@@ -152,6 +170,8 @@ def run_step(calls: int, args: argparse.Namespace, audio: bytes) -> Step:
         connected=sum(r["connected"] for r in results),
         closed_by_server=sum(r["closed_by_server"] for r in results),
         vad_windows_per_call_second=windows / call_seconds,
+        timer_floor_p99_ms=float(np.percentile(floor_ms, 99)) if floor_ms.size else 0.0,
+        p99_limit_ms=args.p99_limit,
     )
 
 
@@ -160,8 +180,10 @@ def report(step: Step) -> None:
         f"N={step.calls:5d}  cpu {step.cpu_ms_per_call_second:6.3f} ms/call-s  "
         f"pacing p99 {step.pacing_p99_ms:6.2f} ms (max {step.pacing_max_ms:6.1f}, "
         f"server-side p99 {step.server_p99_ms:5.1f})  missing {step.missing}  late {step.late}  "
-        f"server-lost {step.server_lost} (skipped {step.server_skipped})  connected {step.connected}  "
+        f"server-lost {step.server_lost} (skipped {step.server_skipped})  "
+        f"connected {step.connected}  "
         f"vad {step.vad_windows_per_call_second:4.1f} win/call-s  "
+        f"bare-timer p99 {step.timer_floor_p99_ms:4.1f} ms  "
         f"{'ok' if step.ok else 'BROKEN'}",
         flush=True,
     )
@@ -178,8 +200,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--workers", type=int, default=1, help="server processes (SO_REUSEPORT)")
     parser.add_argument("--generators", type=int, default=2, help="load processes")
-    parser.add_argument("--vad", choices=["batch", "silero"], default="batch")
+    parser.add_argument("--vad", choices=["batch", "silero", "none"], default="batch")
+    parser.add_argument(
+        "--vad-rate", type=int, choices=[8000, 16000], default=16000, help="rate the VAD runs at"
+    )
     parser.add_argument("--no-uvloop", action="store_true")
+    parser.add_argument(
+        "--p99-limit", type=float, default=P99_LIMIT_MS, help="pacing p99 limit, ms"
+    )
     parser.add_argument(
         "--priority",
         type=int,
@@ -191,12 +219,21 @@ def main() -> None:
     args.factor = args.factor or (2.0 if args.quick else 1.5)
     args.seconds = args.seconds or (5.0 if args.quick else 20.0)
     print(
-        f"bench-media: vad={args.vad} workers={args.workers} uvloop={not args.no_uvloop} "
+        f"bench-media: vad={args.vad}@{args.vad_rate} workers={args.workers} "
+        f"uvloop={not args.no_uvloop} "
         f"generators={args.generators} priority={args.priority} cores={os.cpu_count()} "
         f"load={os.getloadavg()[0]:.2f} quick={args.quick}",
         flush=True,
     )
     audio = caller_audio()
+    costs = micro_costs(audio)
+    print("per-operation CPU: " + "  ".join(f"{k} {v:.1f}" for k, v in costs.items()), flush=True)
+    vad_ms = costs["silero_batch64_window_us"] * 1000 / 32 / 1000
+    print(
+        f"VAD alone (batched, 31.25 windows per call-second): {vad_ms:.2f} ms/call-s, "
+        f"a ceiling of {1000 / vad_ms:.0f} calls per core",
+        flush=True,
+    )
     steps: list[Step] = []
     best: Step | None = None
     calls = args.start
@@ -222,6 +259,14 @@ def main() -> None:
             best = step
         else:
             broken = middle
+    noisy = [s for s in steps if s.timer_floor_p99_ms > args.p99_limit]
+    if noisy:
+        print(
+            f"note: on this machine a bare 20 ms timer in its own process woke up to "
+            f"{max(s.timer_floor_p99_ms for s in noisy):.1f} ms late (p99) while measuring: "
+            f"the scheduler alone exceeds the {args.p99_limit:g} ms pacing limit",
+            flush=True,
+        )
     if best is None:
         print("pacing broke at the smallest N; figures below are from it", flush=True)
         best = steps[0]

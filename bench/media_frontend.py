@@ -34,9 +34,10 @@ BATCH_WAIT_S = 0.010  # the VAD answers at most 10 ms later than a per-call mode
 class Frontend:
     """What every call runs; ``vad`` is ``batch`` (one shared model) or ``silero`` (per call)."""
 
-    def __init__(self, vad: str) -> None:
+    def __init__(self, vad: str, vad_rate: int = VAD_RATE) -> None:
         self.vad = vad
-        self.batch = SileroBatch(VAD_RATE) if vad == "batch" else None
+        self.vad_rate = vad_rate
+        self.batch = SileroBatch(vad_rate) if vad == "batch" else None  # "none": no VAD
         self._pending: dict[SileroBatchStream, list[Window]] = {}
         self._count = 0
         self._flush_scheduled = False
@@ -75,14 +76,14 @@ class Frontend:
 
     async def handle(self, session: MediaSession) -> None:
         resampler: StreamResampler | None = None
-        reframer = Reframer(512)
+        reframer = Reframer(self.vad_rate * 32 // 1000)
         stream = self.batch.stream() if self.batch is not None else None
-        single = SileroVad(VAD_RATE) if stream is None else None
+        single = SileroVad(self.vad_rate) if self.vad == "silero" else None
         async for item in session.inbound():
             if type(item) is not AudioIn:
                 continue
             if resampler is None:
-                resampler = StreamResampler(item.sample_rate, VAD_RATE)
+                resampler = StreamResampler(item.sample_rate, self.vad_rate)
             for window in reframer.push(resampler.process(item.pcm)):
                 if stream is not None:
                     self._submit(stream, window)
@@ -100,7 +101,13 @@ def raise_priority(niceness: int) -> None:
 
 
 def server_main(
-    conn: Connection, port: int, vad: str, use_uvloop: bool, reuse_port: bool, priority: int
+    conn: Connection,
+    port: int,
+    vad: str,
+    use_uvloop: bool,
+    reuse_port: bool,
+    priority: int,
+    vad_rate: int = VAD_RATE,
 ) -> None:
     raise_priority(priority)
     loop = new_event_loop(use_uvloop)
@@ -109,7 +116,7 @@ def server_main(
     if profiler is not None:
         profiler.enable()
     try:
-        loop.run_until_complete(_serve(conn, port, vad, reuse_port))
+        loop.run_until_complete(_serve(conn, port, vad, reuse_port, vad_rate))
     finally:
         loop.close()
         if profiler is not None and profile_to:
@@ -117,8 +124,8 @@ def server_main(
             profiler.dump_stats(f"{profile_to}.{os.getpid()}")
 
 
-async def _serve(conn: Connection, port: int, vad: str, reuse_port: bool) -> None:
-    frontend = Frontend(vad)
+async def _serve(conn: Connection, port: int, vad: str, reuse_port: bool, vad_rate: int) -> None:
+    frontend = Frontend(vad, vad_rate)
     settings = MediaSettings(port=port, keepalive_after_s=0.5)
     server = await start_media_server(settings, frontend.handle, reuse_port=reuse_port)
     conn.send(("ready", server.port))

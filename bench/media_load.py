@@ -123,3 +123,24 @@ async def _run(port: int, calls: int, audio: bytes, start_at: float, stop_at: fl
         "missing": missing,
         "errors": np.concatenate(errors) if errors else np.zeros(0),
     }
+
+
+def timer_floor_main(conn: Connection, start_at: float, stop_at: float, priority: int) -> None:
+    """Control: how late a bare 20 ms timer wakes on this machine while the benchmark runs."""
+    if priority:
+        with contextlib.suppress(OSError):
+            os.nice(-priority)
+    lateness: list[float] = []
+    tick = 0
+    while True:
+        # the next deadline on the grid that has not passed yet (a late start catches up once)
+        tick = max(tick, int((time.monotonic() - start_at) / FRAME_S) + 1)
+        deadline = start_at + tick * FRAME_S
+        if deadline >= stop_at:
+            break
+        delay = deadline - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        lateness.append(time.monotonic() - deadline)
+        tick += 1
+    conn.send(np.array(lateness))

@@ -71,6 +71,7 @@ def _register_components() -> None:
     from operadora.audiosocket import cli as audiosocket_cli
     from operadora.calls import cli as calls_cli
     from operadora.hardware import cli as hardware_cli
+    from operadora.sim import cli as sim_cli
     from operadora.sim.callers import cli as demo_cli
     from operadora.store import cli as store_cli
     from operadora.voice import cli as voice_cli
@@ -83,6 +84,7 @@ def _register_components() -> None:
         calls_cli,
         voice_cli,
         demo_cli,
+        sim_cli,
     ):
         module.register(app)
 

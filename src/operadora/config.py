@@ -43,6 +43,9 @@ class AriServerSettings(_Section):
     connect_timeout_s: float = Field(5.0, gt=0)
     request_timeout_s: float = Field(5.0, gt=0)
     reconnect_max_backoff_s: float = Field(30.0, gt=0)
+    # as the reference traces were recorded: a channel's ChannelDestroyed (with the hang-up
+    # cause) reaches the application only with subscribeAll once the channel left Stasis
+    subscribe_all: bool = True
 
     @field_validator("url")
     @classmethod

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import socket
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,15 +26,23 @@ from rich.console import Console
 from rich.live import Live
 
 from operadora import events as ev
-from operadora.config import Settings
+from operadora.config import AriServerSettings, Settings
 from operadora.sim.callers.arrivals import ArrivalSettings, arrivals
 from operadora.sim.callers.audio import CallerAudio
+from operadora.sim.callers.devices import (
+    DEMO_DIALPLAN,
+    DEMO_DIRECTORY,
+    LINE_RATE,
+    extension_dial_handler,
+)
+from operadora.sim.callers.extensions import Directory
 from operadora.sim.callers.lines import AudioSocketLine
 from operadora.sim.callers.live import CallView, DemoBoard, latency_summary, summary_table
 from operadora.sim.callers.outcome import judge
 from operadora.sim.callers.persona import CallerEvent, PersonaRun
 from operadora.sim.callers.scenario import Persona, load_personas, shipped_personas
 from operadora.sim.callers.voices import CallerVoice, TtsFactory, espeak_factory
+from operadora.sim.faults import FaultInjector
 from operadora.voice.engines import SpeechToText
 
 log = logging.getLogger(__name__)
@@ -52,7 +62,6 @@ DEMO_ORDER = (
     "billing-dtmf-en",
     "hangup-mid-sentence-es",
 )
-LINE_RATE = 8000  # the dialplan's AudioSocket() app speaks slin at 8 kHz
 
 
 class DemoError(Exception):
@@ -72,6 +81,7 @@ class DemoOptions:
     caller_stt: bool = False  # callers transcribe what they hear (costs CPU)
     call_timeout_s: float = 120.0
     dashboard: bool = True
+    route: Literal["sim", "direct"] = "sim"  # through the PBX simulator, or AudioSocket only
 
 
 @dataclass(slots=True)
@@ -125,110 +135,159 @@ class Demo:
         self.bus = ev.EventBus()
         self._tts_factory = caller_tts or espeak_factory()
         self._when_done = when_done
-        self._engines: dict[str, Any] = {}
+        self._voices: dict[str, Any] = {}  # language -> operadora.voice.session.Engines
         self._caller_stt: dict[str, SpeechToText] = {}
         self._by_call_id: dict[str, CallView] = {}
+        self._by_channel: dict[str, CallView] = {}
         self._ended: dict[str, asyncio.Event] = {}
+        self.engine: Any = None
+        self.simulator: Any = None
+        self.faults = FaultInjector()
         self.board = DemoBoard([])
         self.result = DemoResult([])
 
     # ----- the stack ----------------------------------------------------------------------
-    def _engine_settings(self, language: str, state_dir: Path, with_api: bool) -> Settings:
-        s = self.settings
-        voice = s.voice.model_copy(
-            update={"agent": s.voice.agent.model_copy(update={"language": language})}
-        )
-        update: dict[str, Any] = {
-            "voice": voice,
-            "log": s.log.model_copy(update={"level": "WARNING"}),
-            "media": s.media.model_copy(update={"host": "127.0.0.1", "port": 0}),
-            "asterisk": s.asterisk.model_copy(update={"servers": []}),
-        }
-        if with_api:
-            port = _free_port(s.api.host, s.api.port)
-            update["api"] = s.api.model_copy(update={"port": port})
-            db = state_dir / "demo.db"
-            update["store"] = s.store.model_copy(
-                update={
-                    "url": SecretStr(f"sqlite+aiosqlite:///{db}"),
-                    "recordings_dir": state_dir / "recordings",
-                }
-            )
-        return s.model_copy(update=update)
+    async def _start(self, stack: contextlib.AsyncExitStack, state_dir: Path) -> None:
+        await self._load_voices()
+        if self.options.route == "sim":
+            await self._start_simulator(stack, state_dir)
+        await self._start_engine(stack, state_dir)
+        if self.simulator is not None:
+            self._status("connecting the engine to the simulator's ARI…")
+            await self.engine.wait_connected(15.0)
 
-    async def _build_voice(self, language: str) -> Any:
+    async def _load_voices(self) -> None:
         from operadora.voice.errors import ProviderError
         from operadora.voice.factory import build_engines
 
-        try:
-            return await asyncio.to_thread(build_engines, self.settings.voice, language)
-        except ProviderError as exc:
-            raise DemoError(f"the {language} voice agent cannot start: {exc}") from None
-
-    async def _start_engines(self, stack: contextlib.AsyncExitStack, state_dir: Path) -> None:
-        from operadora.engine import Engine
-        from operadora.voice.session import VoiceAgentSession
-
-        wanted = _languages(self.options.language)
-        for language in wanted:
+        for language in _languages(self.options.language):
             self._status(f"loading the {language} voice agent (speech models)…")
             try:
-                engines = await self._build_voice(language)
-            except DemoError as exc:
+                self._voices[language] = await asyncio.to_thread(
+                    build_engines, self.settings.voice, language
+                )
+            except ProviderError as exc:
+                message = f"the {language} voice agent cannot start: {exc}"
                 if self.options.language != "both":
-                    raise
+                    raise DemoError(message) from None
                 self.result.skipped_languages.append(language)
-                self.console.print(f"[yellow]skipping {language} calls:[/yellow] {exc}")
-                continue
-            settings = self._engine_settings(language, state_dir, with_api=not self._engines)
-
-            def make_agent(engines: Any = engines, settings: Settings = settings) -> Any:
-                async def run(media: Any, context: Any) -> None:
-                    session = VoiceAgentSession(
-                        media, engines, settings.voice, self.bus, context.call_id
-                    )
-                    await session.run()
-
-                return run
-
-            with_api = self.options.dashboard and not self._engines
-            engine = Engine(settings, agent=make_agent(), bus=self.bus, with_api=with_api)
-            await engine.start()
-            stack.push_async_callback(engine.stop)
-            self._engines[language] = engine
-            if with_api:
-                await self._dashboard(engine)
-        if not self._engines:
+                self.console.print(f"[yellow]skipping {language} calls:[/yellow] {message}")
+        if not self._voices:
             raise DemoError("no voice agent could start")
+        if self.options.caller_stt:
+            from operadora.voice.factory import build_stt
 
-    async def _dashboard(self, engine: Any) -> None:
-        token, _ = await engine.store.tokens.create("admin", "demo")
-        self.result.admin_token = token
-        host, port = engine.settings.api.host, engine.settings.api.port
-        await _wait_port(host, port, 15.0)
-        self.result.dashboard_url = f"http://{host}:{port}/"
+            for language in self._voices:
+                voice = self.settings.voice
+                self._caller_stt[language] = await asyncio.to_thread(
+                    build_stt, voice.stt, voice.models_dir, language
+                )
 
-    async def _start_caller_stt(self) -> None:
-        if not self.options.caller_stt:
-            return
-        from operadora.voice.factory import build_stt
+    async def _start_simulator(self, stack: contextlib.AsyncExitStack, state_dir: Path) -> None:
+        from operadora.sim.server import start_simulator
 
-        for language in self._engines:
-            self._caller_stt[language] = await asyncio.to_thread(
-                build_stt, self.settings.voice.stt, self.settings.voice.models_dir, language
+        self._status("starting the PBX simulator…")
+        shipped = (resources.files("operadora.sim") / "data" / "extensions.conf").read_text(
+            encoding="utf-8"
+        )
+        dialplan = state_dir / "extensions.conf"
+        dialplan.write_text(shipped + DEMO_DIALPLAN, encoding="utf-8")
+        password = secrets.token_urlsafe(18)
+        sim_settings = self.settings.sim.model_copy(
+            update={
+                "host": "127.0.0.1",
+                "port": _free_port("127.0.0.1", self.settings.sim.port),
+                "password": SecretStr(password),
+                "dialplan_file": dialplan,
+            }
+        )
+        self.simulator = await start_simulator(sim_settings, extensions=[self.faults.extension])
+        stack.push_async_callback(self.simulator.close)
+        tts = CallerVoice(self._tts_factory)
+        self.simulator.set_dial_handler(
+            extension_dial_handler(Directory(DEMO_DIRECTORY), tts, self._on_dialled)
+        )
+
+    def _engine_settings(self, state_dir: Path) -> Settings:
+        s = self.settings
+        media_port = _free_port("127.0.0.1", 0)
+        servers: list[AriServerSettings] = []
+        if self.simulator is not None:
+            servers.append(
+                AriServerSettings(
+                    name="simulator",
+                    url=self.simulator.ari_url,
+                    username=self.simulator.username,
+                    password=SecretStr(self.simulator.password),
+                    app=s.asterisk.servers[0].app if s.asterisk.servers else "callcenter-ai",
+                )
             )
+        update: dict[str, Any] = {
+            "log": s.log.model_copy(update={"level": "WARNING"}),
+            "media": s.media.model_copy(update={"host": "127.0.0.1", "port": media_port}),
+            "asterisk": s.asterisk.model_copy(
+                update={"servers": servers, "media_address": f"127.0.0.1:{media_port}"}
+            ),
+            "store": s.store.model_copy(
+                update={
+                    "url": SecretStr(f"sqlite+aiosqlite:///{state_dir / 'demo.db'}"),
+                    "recordings_dir": state_dir / "recordings",
+                }
+            ),
+            "api": s.api.model_copy(update={"port": _free_port(s.api.host, s.api.port)}),
+        }
+        return s.model_copy(update=update)
+
+    async def _start_engine(self, stack: contextlib.AsyncExitStack, state_dir: Path) -> None:
+        from operadora.engine import Engine
+
+        self._status("starting the engine (media server, call control, voice agent)…")
+        settings = self._engine_settings(state_dir)
+        with_api = self.options.dashboard
+        self.engine = Engine(settings, agent=self._agent(settings), bus=self.bus, with_api=with_api)
+        await self.engine.start()
+        stack.push_async_callback(self.engine.stop)
+        if with_api:
+            token, _ = await self.engine.store.tokens.create("admin", "demo")
+            self.result.admin_token = token
+            host, port = settings.api.host, settings.api.port
+            await _wait_port(host, port, 15.0)
+            self.result.dashboard_url = f"http://{host}:{port}/"
+
+    def _agent(self, settings: Settings) -> Any:
+        """The engine's agent: the voice agent in the language of the call's caller."""
+        from operadora.voice.session import VoiceAgentSession
+
+        fallback = next(iter(self._voices))
+
+        async def run(media: Any, context: Any) -> None:
+            view = self._by_channel.get(context.channel_id) or self._by_call_id.get(context.call_id)
+            language = view.persona.language if view is not None else fallback
+            session = VoiceAgentSession(
+                media,
+                self._voices.get(language, self._voices[fallback]),
+                settings.voice,
+                self.bus,
+                context.call_id,
+                language=language,
+            )
+            await session.run()
+
+        return run
 
     def _status(self, text: str) -> None:
         self.console.print(f"[dim]• {text}[/dim]")
+
+    def _on_dialled(self, endpoint: str, action: str) -> None:
+        self.console.log(f"[yellow]{endpoint} rings; it will {action.replace('_', ' ')}[/yellow]")
 
     # ----- the calls ----------------------------------------------------------------------
     async def run(self) -> DemoResult:
         personas = list(shipped_personas()) + load_personas(self.options.scenario_paths)
         with tempfile.TemporaryDirectory(prefix="operadora-demo-") as tmp:
             async with contextlib.AsyncExitStack() as stack:
-                await self._start_engines(stack, Path(tmp))
-                await self._start_caller_stt()
-                chosen = pick_personas(personas, self.options, list(self._engines))
+                await self._start(stack, Path(tmp))
+                chosen = pick_personas(personas, self.options, list(self._voices))
                 self.board = DemoBoard(self._header())
                 self.board.calls = [CallView(i, p) for i, p in enumerate(chosen)]
                 self.result.calls = self.board.calls
@@ -245,6 +304,8 @@ class Demo:
                     f"[bold]{self.result.passed}/{len(self.board.calls)}[/bold] calls ended "
                     "as their persona expected."
                 )
+                if self._when_done is not None:
+                    await self._when_done(self.result)
                 if self.options.keep_running and self.result.dashboard_url:
                     self.console.print(
                         f"Dashboard still up at {self.result.dashboard_url} (Ctrl-C to stop)."
@@ -253,21 +314,19 @@ class Demo:
         return self.result
 
     def _header(self) -> list[tuple[str, str]]:
-        rows = [
-            ("PBX", "direct AudioSocket route (dialplan extension 100), on loopback"),
-            (
-                "engine",
-                ", ".join(
-                    f"{lang}: media 127.0.0.1:{eng.media_server.port}"
-                    for lang, eng in self._engines.items()
-                ),
-            ),
-        ]
+        rows: list[tuple[str, str]] = []
+        if self.simulator is not None:
+            rows.append(("PBX simulator", f"{self.simulator.ari_url}  (ARI, basic auth)"))
+            rows.append(("ARI user", self.simulator.username))
+            rows.append(("ARI password", f"{self.simulator.password}  (generated)"))
+        else:
+            rows.append(("PBX", "direct AudioSocket route (dialplan extension 100)"))
+        rows.append(("media server", f"127.0.0.1:{self.engine.media_server.port} (AudioSocket)"))
         if self.result.dashboard_url:
             rows.append(("dashboard", self.result.dashboard_url))
-            rows.append(("admin token", self.result.admin_token or ""))
+            rows.append(("admin token", f"{self.result.admin_token}  (generated)"))
         rows.append(
-            ("calls", f"{self.options.calls}, one every {1 / self.options.rate_per_s:.1f} s")
+            ("calls", f"{self.options.calls}, about one every {1 / self.options.rate_per_s:.1f} s")
         )
         return rows
 
@@ -287,35 +346,57 @@ class Demo:
             calls.append(asyncio.create_task(self._call(view), name=f"demo-call-{arrival.index}"))
         await asyncio.gather(*calls)
 
+    async def _dial(self, view: CallView, audio: CallerAudio) -> Any:
+        """Place the persona's call; returns its line (LineControl)."""
+        persona = view.persona
+        if self.simulator is not None:
+            line = self.simulator.inbound_call(
+                "PJSIP/gateway-fxo-1",
+                context="call-center",
+                extension="110",
+                caller_id=str(persona.caller_id),
+                variables={"OPERADORA_DID": persona.did},
+            )
+            self._by_channel[line.channel_id] = view
+            line.attach(audio, audio)
+            return line
+        direct = AudioSocketLine("127.0.0.1", self.engine.media_server.port, audio)
+        view.call_id = str(direct.call_uuid)
+        self._by_call_id[view.call_id] = view
+        await direct.connect()
+        return direct
+
     async def _call(self, view: CallView) -> None:
         persona = view.persona
-        engine = self._engines[persona.language]
         audio = CallerAudio(LINE_RATE)
-        line = AudioSocketLine("127.0.0.1", engine.media_server.port, audio)
-        view.call_id = str(line.call_uuid)
-        self._by_call_id[view.call_id] = view
-        ended = self._ended.setdefault(view.call_id, asyncio.Event())
         view.state, view.started_at = "dialing", time.monotonic()
-        tts = CallerVoice(self._tts_factory, persona.voice)
-        run = PersonaRun(
-            persona,
-            audio,
-            line,
-            tts,
-            self._caller_stt.get(persona.language),
-            on_event=self._on_caller_event(view),
-        )
+        line: Any = None
         try:
-            await line.connect()
+            line = await self._dial(view, audio)
             view.state = "talking"
+            run = PersonaRun(
+                persona,
+                audio,
+                line,
+                CallerVoice(self._tts_factory, persona.voice),
+                self._caller_stt.get(persona.language),
+                on_event=self._on_caller_event(view),
+            )
             view.report = await asyncio.wait_for(run.run(), self.options.call_timeout_s)
         except (TimeoutError, OSError) as exc:
             view.detail = f"{type(exc).__name__}: {exc}"
             log.warning("demo call %d failed: %s", view.index + 1, exc)
         finally:
-            await line.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ended.wait(), 5.0)
+            if isinstance(line, AudioSocketLine):
+                await line.close()
+            elif line is not None:
+                if not line.ended:
+                    await line.hangup()
+                line.close()
+        if view.call_id:
+            ended = self._ended.setdefault(view.call_id, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), 5.0)
         view.ended_at = time.monotonic()
         view.speaking = ""
         view.state = "ended"
@@ -336,7 +417,7 @@ class Demo:
             elif event.kind == "heard" and not view.events:
                 self.board.say(view, "agent", event.text)
             elif event.kind == "ended":
-                view.detail = {"caller": "caller hung up", "far_end": "agent hung up"}.get(
+                view.detail = {"caller": "caller hung up", "far_end": "the line hung up"}.get(
                     event.text, event.text
                 )
 
@@ -351,6 +432,10 @@ class Demo:
             self.bus.unsubscribe(queue)
 
     def _on_domain_event(self, event: ev.DomainEvent) -> None:
+        if isinstance(event, ev.CallArrivedEvent) and event.channel_id in self._by_channel:
+            arrived = self._by_channel[event.channel_id]
+            arrived.call_id = event.call_id
+            self._by_call_id[event.call_id] = arrived
         view = self._by_call_id.get(event.call_id)
         if view is None:
             return
@@ -366,6 +451,8 @@ class Demo:
         elif isinstance(event, ev.ActionRequestedEvent):
             target = f" → {event.target}" if event.target else ""
             self.board.note(view, f"agent asks call control: {event.action}{target}")
+        elif isinstance(event, ev.TransferEvent):
+            self.board.note(view, f"transfer {event.kind} → {event.target}: {event.state}")
         elif isinstance(event, ev.DtmfEvent):
             view.detail = f"agent got key {event.digit}"
         elif isinstance(event, ev.CallEndedEvent):

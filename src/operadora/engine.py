@@ -153,7 +153,13 @@ class Engine:
                 connection.resyncs += 1
                 await resync(service, client)
 
-        stream = EventStream(client, router, on_connect=on_connect)
+        stream = EventStream(
+            client,
+            router,
+            on_connect=on_connect,
+            subscribe_all=server.subscribe_all,
+            wanted=router.wanted,
+        )
         connection = AriConnection(client, stream, router)
         connection.task = asyncio.get_running_loop().create_task(
             stream.run(), name=f"ari-events-{client.name}"

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from operadora import events as ev
 from operadora.api.actions import CallNotFound
-from operadora.api.app import create_app
+from operadora.api.app import ApiServer, create_app
 from operadora.config import Settings
 from operadora.events import EventBus
 from operadora.store import Database, Store
@@ -77,7 +77,7 @@ async def start_server(app: FastAPI) -> tuple[uvicorn.Server, asyncio.Task[None]
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
     )
-    server = uvicorn.Server(config)
+    server = ApiServer(config)
     task = asyncio.create_task(server.serve())
     for _ in range(500):
         if server.started:
@@ -111,7 +111,6 @@ async def start_running(tmp_path: Path) -> tuple[Running, uvicorn.Server, asynci
 
 
 async def stop_running(running: Running, server: uvicorn.Server, task: asyncio.Task[None]) -> None:
-    await running.app.state.live.stop()  # ends open event streams
     server.should_exit = True
     await task
     await running.recorder.stop()

@@ -277,3 +277,48 @@ async def test_dashboard_is_served_from_the_package(running: Running) -> None:
         js = await c.get("/static/app.js")
         assert js.status_code == 200 and "EventSource" not in js.text  # token stays in headers
         assert (await c.get("/openapi.json")).json()["info"]["title"] == "Operadora"
+
+
+async def test_hardware_and_capacity(running: Running) -> None:
+    async with running.client(running.viewer) as c:
+        hw = await c.get("/api/hardware")
+        assert hw.status_code == 200
+        assert hw.json()["hardware_type"] in ("none", "gateway", "dahdi", "both")
+        cap = await c.get("/api/capacity", params={"calls": 40})
+        assert cap.status_code == 200
+        body = cap.json()
+        assert body["plan"]["max_calls"] >= 0 and body["plan"]["bottleneck"]
+        assert body["recommendation"]["calls"] == 40
+        assert (await c.get("/api/capacity", params={"calls": 0})).status_code == 422
+
+
+async def test_shutdown_ends_open_event_streams(running: Running) -> None:
+    import uvicorn
+
+    from operadora.api.app import ApiServer
+    from support import free_port
+
+    port = free_port()
+    # no graceful timeout: without closing the streams, this server would wait forever
+    server = ApiServer(
+        uvicorn.Config(
+            running.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: _true(server.started))
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}",
+        timeout=None,
+        headers={"Authorization": f"Bearer {running.viewer}"},
+    ) as c:
+        async with c.stream("GET", "/api/live/stream") as r:
+            lines = r.aiter_lines()
+            assert (await _next_event(lines))[0] == "snapshot"
+            server.should_exit = True
+            await asyncio.wait_for(task, 10)
+            assert [line async for line in lines if line] == []  # the stream ended cleanly
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -254,3 +254,42 @@ async def test_event_stream_wrong_password_logs_once_and_retries(
     assert len(errors) == 1
     assert "wrong password" in errors[0].getMessage()
     assert ari.ws_connects == 0
+
+
+def test_unwanted_event_types_are_skipped_unparsed() -> None:
+    got: list[AriEvent] = []
+    stream = EventStream(
+        AriClient(settings("http://127.0.0.1:1/ari")), got.append, wanted={"StasisStart"}
+    )
+    varset = {
+        "type": "ChannelVarset",
+        "variable": "STASISSTATUS",
+        "value": "",
+        "channel": {"id": "c1"},
+    }
+    stream._dispatch(json.dumps(varset))
+    stream._dispatch("{not even json but no wanted name}")
+    start = {"type": "StasisStart", "args": [], "channel": {"id": "c1"}}
+    stream._dispatch(json.dumps(start))
+    assert [e.type for e in got] == ["StasisStart"]
+    assert (stream.skipped, stream.malformed) == (2, 0)
+
+
+async def test_a_failing_resync_callback_does_not_end_the_stream(
+    mini: tuple[MiniAri, str],
+) -> None:
+    _, url = mini
+    calls: list[bool] = []
+
+    async def on_connect(reconnected: bool) -> None:
+        calls.append(reconnected)
+        if len(calls) == 1:
+            raise RuntimeError("resync bug")
+
+    async with AriClient(settings(url)) as client:
+        stream = EventStream(client, lambda e: None, on_connect=on_connect, initial_backoff_s=0.01)
+        task = asyncio.create_task(stream.run())
+        await until(lambda: len(calls) >= 2 and stream.connected.is_set())
+        await stream.stop()
+        await asyncio.wait_for(task, 5)
+    assert calls[:2] == [False, True]

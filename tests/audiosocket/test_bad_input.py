@@ -10,6 +10,7 @@ import uuid
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from operadora.audiosocket.handlers import echo_handler
 from operadora.audiosocket.peer import AsteriskPeer
@@ -75,22 +76,25 @@ def uuid_frame() -> bytes:
 
 
 BAD_STREAMS = {
-    "unknown kind": (
-        b"\x10\x01\x40" + bytes(320) + b"\x07\x00\x01\x00",
-        "unknown AudioSocket kind",
-    ),
-    "oversized audio": (b"\x10\xff\xff", "cap 8192"),
-    "zero-length audio": (b"\x10\x00\x00", "zero-length payload"),
-    "error frame": (b"\xff\x00\x01\x09", "error frame 09"),
-    "second uuid": (uuid_frame(), "a second UUID"),
+    "unknown kind": (AUDIO_8K + b"\x07\x00\x01\x00", "unknown AudioSocket kind", "protocol"),
+    "oversized audio": (b"\x10\xff\xff", "cap 8192", "protocol"),
+    "zero-length audio": (b"\x10\x00\x00", "zero-length payload", "protocol"),
+    "error frame": (b"\xff\x00\x01\x09", "error frame 09", "error_frame"),
+    "second uuid": (uuid_frame(), "a second UUID", "protocol"),
 }
+
+
+def errors_counted(kind: str) -> float:
+    value = REGISTRY.get_sample_value("operadora_audiosocket_errors_total", {"kind": kind})
+    return value or 0.0
 
 
 @pytest.mark.parametrize("case", sorted(BAD_STREAMS))
 async def test_bad_frames_end_only_their_connection(
     media_server, caplog: pytest.LogCaptureFixture, case: str
 ) -> None:
-    data, reason = BAD_STREAMS[case]
+    data, reason, kind = BAD_STREAMS[case]
+    counted = errors_counted(kind)
     caplog.set_level(logging.INFO, SESSION_LOG)
     async with media_server(echo_handler) as server:
         good = GoodCall(await AsteriskPeer.connect("127.0.0.1", server.port))
@@ -104,6 +108,7 @@ async def test_bad_frames_end_only_their_connection(
         assert len(lines) == 1
         assert reason in lines[0].message
         assert lines[0].levelno == logging.WARNING
+        assert errors_counted(kind) == counted + 1  # operadora_audiosocket_errors_total
         await good.check_and_stop()
         await bad.close()
 

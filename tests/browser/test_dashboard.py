@@ -60,7 +60,11 @@ async def test_a_call_goes_live_talks_and_moves_to_history(running: Running, bro
     await expect(page.locator("#detail-transcript")).to_contain_text("Su saldo es de 20 euros")
     await page.click("#detail-recordings button.play")
     await expect(page.locator("#detail-recordings audio")).to_have_count(1)
+    await running.recorder.drain()
+    await page.evaluate("loadStats()")  # the charts read what the recorder wrote
     await expect(page.locator("#containment")).to_have_text("100%")
+    await expect(page.locator("#chart-outcomes rect")).to_have_count(1)
+    await expect(page.locator("#chart-latency text.value").first).to_have_text("640")
 
 
 async def test_a_viewer_cannot_hang_up(running: Running, browser: Any) -> None:

@@ -308,6 +308,8 @@ class Harness:
         self.media_tasks: list[asyncio.Task[None]] = []
         self.ari.on_external_media = self._connect
 
+    channel_json = staticmethod(channel_json)
+
     def new_media(self, call_uuid: str, sample_rate: int = 16000) -> FakeMedia:
         return FakeMedia(call_uuid, sample_rate)
 

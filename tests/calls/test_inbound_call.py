@@ -246,3 +246,23 @@ async def test_no_audiosocket_connection_fails_the_call(harness: Any) -> None:
     ended = [e for e in h.published() if isinstance(e, ev.CallEndedEvent)]
     assert (ended[0].disposition, ended[0].ended_by, ended[0].cause) == ("failed", "system", 16)
     assert h.ari.channels == {} and h.ari.bridges == {}
+
+
+async def test_transfer_replacements_and_internal_legs_are_not_new_calls(harness: Any) -> None:
+    h = harness
+    channel_json = h.channel_json
+    others: list[str] = []
+    h.router.others = lambda event: others.append(event.channel.id)
+    replaced = channel_json("sip-1", "PJSIP/sipp-00000008")
+    local = channel_json("loc-1", "Local/500@call-center-00000016;1", "Down")
+    # trace e3: a phone's REFER brings a Local channel into the app with empty args
+    h.ari.emit("StasisStart", args=[], channel=local, replace_channel=replaced)
+    h.ari.emit(
+        "StasisStart",
+        args=["operadora", "consult"],
+        channel=channel_json("consult-1", "PJSIP/agent1-1", "Down"),
+    )
+    await h.settle()
+    assert h.service.calls == {} and h.ari.requests == []
+    assert others == ["loc-1", "consult-1"]
+    assert h.router.ignored["not an inbound call"] == 2

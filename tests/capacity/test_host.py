@@ -82,9 +82,11 @@ def test_capacity_measure_with_stand_in_benchmarks(
     monkeypatch.setenv("OPERADORA_HARDWARE__NVIDIA_SMI", str(tmp_path / "none"))
     bench = tmp_path / "bench"
     bench.mkdir()
-    (bench / "bench_media.py").write_text("print('cpu_ms_per_call_second: 5')\n")
+    (bench / "bench_media.py").write_text(
+        "print('N=   20  cpu  4.000 ms/call-s  pacing p99 1.0 ms  ok')\n"
+        "print('cpu_ms_per_call_second: 5')\nprint('max_concurrent_calls: 230')\n"
+    )
     (bench / "bench_voice.py").write_text("print('cpu_ms_per_call_second: 95')\n")
-    (bench / "bench_calls.py").write_text("print('max_calls: 17')\n")
     args = ["capacity", "--json", "--measure", "--bench-dir", str(bench), "--asterisk-elsewhere"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -92,4 +94,9 @@ def test_capacity_measure_with_stand_in_benchmarks(
     cpu = next(c for c in plan["components"] if c["name"] == "cpu")
     assert cpu["source"] == "measured"
     assert cpu["max_calls"] == int(cpu_cores() / 0.1)
-    assert plan["measured"]["measured_max_calls"] == 17
+    measured = plan["measured"]
+    assert measured["media_max_calls"] == 230
+    check = measured["media_check"]
+    assert (check["predicted"], check["measured"], check["within_15_pct"]) == (250, 230, True)
+    table = CliRunner().invoke(app, args[:1] + args[2:], env={"COLUMNS": "240"})
+    assert "media prediction" in table.stdout and "within ±15 %" in table.stdout

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from operadora.capacity.measure import measure, number, parse_key_values, run_benchmark, to_measured
+from operadora.capacity.measure import (
+    measure,
+    media_check,
+    media_steps,
+    number,
+    parse_key_values,
+    run_benchmark,
+    to_measured,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -44,30 +52,82 @@ def test_parse_key_values_last_line_wins_and_numbers_are_read() -> None:
 
 
 def test_to_measured_prefers_cpu_ms_then_calls_per_core() -> None:
-    m = to_measured({"calls_per_core": "500"}, {"cpu_ms_per_call_second": "40"}, {}, [])
+    m = to_measured({"calls_per_core": "500"}, {"cpu_ms_per_call_second": "40"}, [])
     assert m.media_cpu_ms_per_call_s == 2.0 and m.voice_cpu_ms_per_call_s == 40.0
-    empty = to_measured({}, {}, {"max_calls": "12"}, [])
-    assert empty.measured_max_calls == 12
+    empty = to_measured({"max_concurrent_calls": "12"}, {}, [])
+    assert empty.media_max_calls == 12 and empty.media_check is None
     assert len(empty.notes) == 2
 
 
+def step_line(n: int, cpu: float, p99: float, ok: bool) -> str:
+    """A load-step line in bench_media's report() format."""
+    return (
+        f"N={n:5d}  cpu {cpu:6.3f} ms/call-s  pacing p99 {p99:6.2f} ms (max {p99 * 2:6.1f}, "
+        f"server-side p99 {p99:5.1f})  missing 0  late 0  server-lost 0 (skipped 0)  "
+        f"connected {n}  vad 31.2 win/call-s  {'ok' if ok else 'BROKEN'}"
+    )
+
+
+MEDIA_OUTPUT = "\n".join(
+    [
+        "bench-media: vad=batch workers=1 uvloop=True generators=2 priority=10 cores=2 "
+        "load=1.20 quick=True",
+        step_line(50, 2.0, 0.4, True),
+        step_line(100, 2.1, 0.9, True),
+        step_line(200, 2.4, 25.0, False),
+        step_line(150, 2.3, 3.0, True),
+        "calls_per_core: 434",
+        "cpu_ms_per_call_second: 2.300",
+        "pacing_p99_ms: 3.00",
+        "max_concurrent_calls: 150",
+    ]
+)
+
+
+def test_pacing_broken_at_the_smallest_load_is_said() -> None:
+    text = "\n".join([step_line(50, 6.0, 19.7, False), "max_concurrent_calls: 0"])
+    measured = to_measured(parse_key_values(text), {}, [], text)
+    assert measured.media_max_calls == 0 and measured.media_check is None
+    assert any("broke already at its smallest load (N=50)" in n for n in measured.notes)
+
+
+def test_media_steps_and_the_prediction_check() -> None:
+    steps, workers = media_steps(MEDIA_OUTPUT)
+    assert workers == 1
+    assert [(s.calls, s.cpu_ms_per_call_s, s.ok) for s in steps] == [
+        (50, 2.0, True),
+        (100, 2.1, True),
+        (200, 2.4, False),
+        (150, 2.3, True),
+    ]
+    check = media_check(steps, 150, workers)
+    assert check is not None
+    assert check.predicted == 500  # 1 core x 1000 / 2.0 ms at N=50
+    assert check.error_pct == pytest.approx(233.3) and not check.within_15_pct
+    close = media_check(steps, 470, workers)
+    assert close is not None and close.within_15_pct
+    measured = to_measured(parse_key_values(MEDIA_OUTPUT), {}, [], MEDIA_OUTPUT)
+    assert measured.media_max_calls == 150 and measured.media_cpu_ms_per_call_s == 2.3
+    assert measured.media_check is not None and measured.media_check.predicted == 500
+
+
 async def test_runs_with_quick_flag(tmp_path: Path) -> None:
-    values, problem = await run_benchmark(write(tmp_path, "b.py", ARGPARSE_BENCH), 30)
-    assert problem == ""
+    values, text, problem = await run_benchmark(write(tmp_path, "b.py", ARGPARSE_BENCH), 30)
+    assert problem == "" and text.startswith("warming up...")
     assert values["calls_per_core"] == "400"
 
 
 async def test_falls_back_when_the_benchmark_has_no_quick_flag(tmp_path: Path) -> None:
-    values, problem = await run_benchmark(write(tmp_path, "b.py", NO_QUICK_FLAG_BENCH), 30)
+    values, _, problem = await run_benchmark(write(tmp_path, "b.py", NO_QUICK_FLAG_BENCH), 30)
     assert problem == "" and values["cpu_ms_per_call_second"] == "37.5"
 
 
 async def test_problems_are_reported_not_raised(tmp_path: Path) -> None:
-    _, missing = await run_benchmark(tmp_path / "nope.py", 5)
+    _, _, missing = await run_benchmark(tmp_path / "nope.py", 5)
     assert "not found" in missing
-    _, failed = await run_benchmark(write(tmp_path, "f.py", "raise SystemExit('no engine')"), 30)
+    _, _, failed = await run_benchmark(write(tmp_path, "f.py", "raise SystemExit('no engine')"), 30)
     assert "exited 1" in failed and "no engine" in failed
-    _, slow = await run_benchmark(write(tmp_path, "s.py", "import time; time.sleep(30)"), 0.5)
+    _, _, slow = await run_benchmark(write(tmp_path, "s.py", "import time; time.sleep(30)"), 0.5)
     assert "did not finish" in slow
 
 
@@ -77,5 +137,5 @@ async def test_measure_reads_both_benchmarks(tmp_path: Path) -> None:
     measured = await measure(tmp_path, timeout_s=30)
     assert measured.media_cpu_ms_per_call_s == 2.5
     assert measured.voice_cpu_ms_per_call_s == 37.5
-    assert measured.measured_max_calls is None
+    assert measured.media_max_calls is None
     assert measured.raw["voice"]["v2v_p50_ms"] == "420"

@@ -5,9 +5,15 @@ from __future__ import annotations
 import pytest
 
 from operadora.capacity.host import Gpu, parse_nvidia_smi
-from operadora.capacity.machine import telephony_from_flags
+from operadora.capacity.machine import (
+    MachineFlags,
+    apply_flags,
+    machine_from_flags,
+    telephony_from_flags,
+)
 from operadora.capacity.model import Machine, Measured, plan
 from operadora.capacity.recommend import recommend, tier_for
+from operadora.config import load_settings
 
 pytestmark = pytest.mark.unit
 
@@ -135,3 +141,19 @@ def test_parse_nvidia_smi() -> None:
     assert parse_nvidia_smi("") == []
     with pytest.raises(ValueError):
         parse_nvidia_smi("no comma here\n")
+
+
+def test_flags_for_a_planned_machine_and_over_a_detected_one() -> None:
+    llm_settings = load_settings(voice={"agent": {"engine": "llm"}})
+    planned = machine_from_flags(llm_settings, MachineFlags(cores=8, gpu="A100", gpus=2))
+    assert planned.ram_gb == 16 and planned.llm == "local" and len(planned.gpus) == 2
+    assert machine_from_flags(llm_settings, MachineFlags(cores=8)).llm == "remote"
+    assert machine_from_flags(load_settings(), MachineFlags(cores=8)).llm == "none"
+    detected = machine(cores=4, ram_gb=8, llm="remote", source="detected")
+    changed = apply_flags(llm_settings, detected, MachineFlags(gpu="RTX 3060", trunk_channels=10))
+    assert changed.llm == "local"  # a GPU given on the command line hosts the LLM
+    assert (changed.cores, changed.ram_gb, changed.telephony_channels) == (4, 8, 10)
+    kept = apply_flags(llm_settings, detected, MachineFlags(asterisk_elsewhere=True))
+    assert kept.telephony_channels is None and not kept.asterisk_on_host
+    with pytest.raises(ValueError, match="--cores"):
+        machine_from_flags(llm_settings, MachineFlags())

@@ -33,9 +33,9 @@ async def test_two_calls_end_with_the_outcomes_their_personas_expect() -> None:
         async with aiohttp.ClientSession(headers=headers) as http:
             async with http.get(result.dashboard_url) as resp:
                 seen["dashboard"] = resp.status
-            async with http.get(result.dashboard_url + "me") as resp:
+            async with http.get(result.dashboard_url + "api/me") as resp:
                 seen["me"] = (resp.status, (await resp.json()).get("role"))
-            async with http.get(result.dashboard_url + "calls") as resp:
+            async with http.get(result.dashboard_url + "api/calls") as resp:
                 seen["calls"] = (resp.status, await resp.text())
 
     console = Console(width=160, record=True)
@@ -55,7 +55,9 @@ async def test_two_calls_end_with_the_outcomes_their_personas_expect() -> None:
         assert agent_lines and "Acme" in agent_lines[0]  # the greeting of the shipped script
         assert any(speaker == "caller" for speaker, _ in call.transcript)
         assert call.verdict is not None and call.verdict.v2v_ms and call.verdict.response_ms
-        assert call.report is not None and call.report.ended_by == "caller"
+        assert call.report is not None and call.report.error is None
+    assert hours.report is not None and hours.report.ended_by == "far_end"  # agent said goodbye
+    assert sales.report is not None and sales.report.ended_by == "caller"
     assert any("open" in text.lower() for s, text in hours.transcript if s == "agent")
     assert seen["dashboard"] == 200
     assert seen["me"] == (200, "admin")

@@ -49,6 +49,18 @@ def test_http_binds_loopback_by_default() -> None:
     assert "bindaddr=127.0.0.1\n" in http and "prefix" not in http
 
 
+def test_https_ari_url_gets_tls() -> None:
+    settings = load_settings(
+        asterisk={"servers": [{"url": "https://pbx.example.net:8089/ari", "password": "x"}]},
+        dialplan={"http_bind": "0.0.0.0"},
+    )
+    config = render(settings)
+    http = config.files["http.conf"]
+    assert "tlsenable=yes\n" in http and "tlsbindaddr=0.0.0.0:8089\n" in http
+    assert "bindaddr=127.0.0.1\n" in http and "bindport=8088\n" in http
+    assert any("certificate" in n for n in config.notes)
+
+
 def test_ai_route_sets_ari_only_transfer_handling_on_pjsip_then_enters_stasis() -> None:
     ext = render(load_settings(asterisk=ARI)).files["extensions.conf"]
     ai = ext[ext.index("exten => 110,1") : ext.index("exten => s,1")]

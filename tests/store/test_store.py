@@ -241,10 +241,16 @@ async def test_negative_sentiment_and_agent_requests_start_recordings(store: Sto
     assert angry is not None
     assert [t.negative for t in angry.turns if t.speaker == "caller"] == [False, False, True, False]
     assert [(r.reason, r.state) for r in angry.recordings] == [("negative-sentiment", "started")]
+    bus.publish(
+        ev.RecordingEvent(
+            "angry", name=angry.recordings[0].name, state="finished", reason="cause: hangup"
+        )
+    )
     bus.publish(ev.CallEndedEvent("angry", disposition="resolved"))
     await recorder.stop()
     ended = await store.calls.get_call("angry")
-    assert ended is not None and ended.recordings[0].state == "finished"
+    assert ended is not None
+    assert [(r.reason, r.state) for r in ended.recordings] == [("negative-sentiment", "finished")]
     trail = await store.admin.audit_trail()
     assert {(a.action, a.call_id) for a in trail} >= {("record", "angry"), ("record", "asks")}
 
@@ -322,3 +328,23 @@ def test_percentile_and_containment() -> None:
     assert containment_rate({}) is None
     assert containment_rate({"spam": 3}) is None
     assert containment_rate({"resolved": 3, "transferred": 1, "spam": 10}) == 0.75
+
+
+async def test_the_recorder_enforces_retention_when_it_starts(store: Store, tmp_path: Path) -> None:
+    old = time.time() - 31 * 86_400
+    writer = CallRecorder(store, EventBus())
+    await writer.handle(ev.CallArrivedEvent("aged", at=old))
+    await writer.handle(ev.RecordingEvent("aged", at=old, name="aged", state="finished"))
+    (tmp_path / "recordings" / "aged.wav").write_bytes(b"RIFF")
+    recorder = CallRecorder(store, EventBus())
+    await recorder.start()
+    try:
+        for _ in range(200):
+            detail = await store.calls.get_call("aged")
+            if detail is not None and not detail.recordings:
+                break
+            await asyncio.sleep(0.01)
+        assert detail is not None and detail.recordings == []
+        assert not (tmp_path / "recordings" / "aged.wav").exists()
+    finally:
+        await recorder.stop()

@@ -144,3 +144,11 @@ def test_wav_stream_parser_rejects_other_formats() -> None:
 def test_retryable_statuses() -> None:
     assert http_status_retryable(429) and http_status_retryable(503)
     assert not http_status_retryable(400) and not http_status_retryable(401)
+
+
+def test_over_agent_playback_a_weak_onset_pauses_but_does_not_confirm() -> None:
+    detector = TurnDetector(threshold=0.5, hysteresis=0.15, barge_in_min_speech_ms=60)
+    detector.agent_speaking = True
+    assert feed(detector, [0.4, 0.4, 0.4]) == [Signal.ONSET, Signal.REJECTED]
+    detector.agent_speaking = False
+    assert feed(detector, [0.4, 0.4]) == []

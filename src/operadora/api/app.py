@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -15,6 +17,7 @@ from operadora import __version__
 from operadora.api.actions import CallActions
 from operadora.api.auth import TokenAuth, Viewer
 from operadora.api.errors import ERROR_RESPONSES, install_error_handlers
+from operadora.api.hardware import router as hardware_router
 from operadora.api.live import LiveView
 from operadora.api.routes import router
 from operadora.config import Settings
@@ -63,6 +66,43 @@ class ApiServices:
         await self.live.stop()
 
 
+class ApiServer(uvicorn.Server):
+    """uvicorn for the API: ends the dashboards' event streams first when it shuts down
+    (uvicorn otherwise waits for those endless responses), and leaves signals to its owner
+    unless ``handle_signals``."""
+
+    def __init__(self, config: uvicorn.Config, *, handle_signals: bool = False) -> None:
+        super().__init__(config)
+        self._handle_signals = handle_signals
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if self._handle_signals:
+            with super().capture_signals():
+                yield
+        else:
+            yield
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        app = self.config.app
+        live = getattr(getattr(app, "state", None), "live", None)
+        if isinstance(live, LiveView):
+            live.close_streams()
+        await super().shutdown(sockets)
+
+
+def api_server(app: FastAPI, settings: Settings, *, handle_signals: bool = False) -> ApiServer:
+    """The server for ``app`` on ``api.host:api.port``."""
+    config = uvicorn.Config(
+        app,
+        host=settings.api.host,
+        port=settings.api.port,
+        log_level=settings.log.level.lower(),
+        timeout_graceful_shutdown=5,
+    )
+    return ApiServer(config, handle_signals=handle_signals)
+
+
 def create_app(
     settings: Settings,
     store: Store,
@@ -92,6 +132,7 @@ def create_app(
         description="Live calls, call records and actions of an Operadora call center.",
         lifespan=lifespan,
     )
+    app.state.settings = settings
     app.state.store = store
     app.state.bus = bus
     app.state.actions = actions
@@ -102,6 +143,7 @@ def create_app(
     app.state.auth = TokenAuth(store.tokens)
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(hardware_router)
 
     @app.get("/metrics", tags=["metrics"], responses=ERROR_RESPONSES, response_class=Response)
     async def metrics(_: Viewer) -> Response:

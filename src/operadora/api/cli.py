@@ -17,9 +17,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Serve the REST API and the dashboard without call control: history, records,
         and live calls of other instances when Redis is configured."""
-        import uvicorn
-
-        from operadora.api.app import create_app
+        from operadora.api.app import api_server, create_app
         from operadora.events import EventBus
         from operadora.store import Store
 
@@ -30,14 +28,15 @@ def register(app: typer.Typer) -> None:
             store = await Store.open(settings.store)
             try:
                 web = create_app(settings, store, EventBus())
-                server = uvicorn.Server(
-                    uvicorn.Config(
-                        web,
-                        host=host or settings.api.host,
-                        port=settings.api.port if port is None else port,
-                        log_level=settings.log.level.lower(),
-                    )
+                overrides: dict[str, object] = {}
+                if host is not None:
+                    overrides["host"] = host
+                if port is not None:
+                    overrides["port"] = port
+                api_settings = settings.model_copy(
+                    update={"api": settings.api.model_copy(update=overrides)}
                 )
+                server = api_server(web, api_settings, handle_signals=True)
                 await server.serve()
             finally:
                 await store.close()

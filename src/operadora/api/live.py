@@ -87,9 +87,14 @@ class LiveView:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._task = self._queue = None
+        self.close_streams()
+
+    def close_streams(self) -> None:
+        """End every open stream (the server is shutting down; dashboards reconnect)."""
         for client in tuple(self._clients):
-            with contextlib.suppress(asyncio.QueueFull):
-                client.put_nowait(None)
+            while not client.empty():
+                client.get_nowait()
+            client.put_nowait(None)
 
     async def _run(self, queue: asyncio.Queue[ev.DomainEvent]) -> None:
         while True:

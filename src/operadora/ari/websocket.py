@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import aiohttp
 
@@ -62,8 +62,12 @@ class EventStream:
         subscribe_all: bool = False,
         initial_backoff_s: float = 0.1,
         heartbeat_s: float = 10.0,
+        wanted: Iterable[str] | None = None,
     ) -> None:
         self.client = client
+        # the event types the handler acts on; others are dropped before any parsing
+        self._wanted = tuple(f'"{name}"' for name in wanted) if wanted is not None else None
+        self.skipped = 0
         self._handler = handler
         self._on_connect = on_connect
         self._subscribe_all = subscribe_all
@@ -85,6 +89,8 @@ class EventStream:
                 self._report(exc)
             except asyncio.CancelledError:
                 raise
+            except Exception:  # a bug in a callback must not end the stream for good
+                log.exception("ARI %s: events connection failed", self.client.name)
             finally:
                 self.connected.clear()
                 self._ws = None
@@ -112,13 +118,16 @@ class EventStream:
         self.last_error = None
         self.backoff.reset()
         self.connected.set()
-        if self._on_connect is not None:
-            await self._on_connect(reconnected)
-        async for message in ws:
-            if message.type == aiohttp.WSMsgType.TEXT:
-                self._dispatch(message.data)
-            elif message.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
-                break
+        try:
+            if self._on_connect is not None:
+                await self._on_connect(reconnected)
+            async for message in ws:
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    self._dispatch(message.data)
+                elif message.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
+                    break
+        finally:
+            await ws.close()
         if not self._stopping:
             log.warning("ARI %s: events WebSocket closed; reconnecting", self.client.name)
 
@@ -137,6 +146,9 @@ class EventStream:
             raise AriUnavailable(0, str(exc) or type(exc).__name__) from exc
 
     def _dispatch(self, text: str) -> None:
+        if self._wanted is not None and not any(name in text for name in self._wanted):
+            self.skipped += 1  # cannot be a wanted type: its name is nowhere in the text
+            return
         try:
             event = parse_message(text)
         except AriEventError as exc:

@@ -34,6 +34,7 @@ from operadora.audiosocket.protocol import (
 )
 from operadora.config import MediaSettings
 from operadora.media import AudioIn, DtmfIn, InboundItem, MediaSession, SessionHandler
+from operadora.metrics import AUDIOSOCKET_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +221,7 @@ class AudioSocketSession(asyncio.Protocol):
                 if self._closed:
                     return
         except ProtocolError as exc:
-            self._end(f"protocol error: {exc}", error=True)
+            self._end(f"protocol error: {exc}", error="protocol")
 
     def eof_received(self) -> bool | None:
         parser = self._parser
@@ -231,7 +232,7 @@ class AudioSocketSession(asyncio.Protocol):
                 if self._closed:
                     return None
         except ProtocolError as exc:
-            self._end(f"protocol error: {exc}", error=True)
+            self._end(f"protocol error: {exc}", error="protocol")
             return None
         if self._uuid is None:
             self._end("peer closed before sending its UUID")
@@ -242,7 +243,10 @@ class AudioSocketSession(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         if not self._closed:
-            self._end(f"connection lost: {exc}" if exc else "peer hung up", error=exc is not None)
+            if exc is None:
+                self._end("peer hung up")
+            else:
+                self._end(f"connection lost: {exc}", error="connection_lost")
 
     def pause_writing(self) -> None:
         if self._writing_paused_at is None:
@@ -274,7 +278,8 @@ class AudioSocketSession(asyncio.Protocol):
         elif type(frame) is HangupFrame:
             self._end("peer sent hangup")
         elif type(frame) is ErrorFrame:
-            self._end(f"peer sent error frame {frame.payload.hex() or '(empty)'}", error=True)
+            code = frame.payload.hex() or "(empty)"
+            self._end(f"peer sent error frame {code}", error="error_frame")
 
     def _deliver(self, item: InboundItem) -> None:
         inbox = self._inbox
@@ -320,7 +325,7 @@ class AudioSocketSession(asyncio.Protocol):
         self._uuid_timer = None
         if self._uuid is None and not self._closed:
             waited = self._settings.uuid_timeout_s
-            self._end(f"no UUID frame within {waited:g} s", error=True)
+            self._end(f"no UUID frame within {waited:g} s", error="uuid_timeout")
 
     # --- outbound -------------------------------------------------------------------------
 
@@ -356,7 +361,7 @@ class AudioSocketSession(asyncio.Protocol):
             stats.dropped_frames += 1
             if self._loop.time() - self._writing_paused_at > self._settings.write_stall_s:
                 stalled = self._settings.write_stall_s
-                self._end(f"peer stopped reading for {stalled:g} s", error=True)
+                self._end(f"peer stopped reading for {stalled:g} s", error="stalled_reader")
             return
         playback = self._playback
         size = self._frame_bytes
@@ -380,7 +385,8 @@ class AudioSocketSession(asyncio.Protocol):
 
     # --- teardown -------------------------------------------------------------------------
 
-    def _end(self, reason: str, *, error: bool = False) -> None:
+    def _end(self, reason: str, *, error: str | None = None) -> None:
+        """End this connection once, with one log line; ``error`` names the failure kind."""
         if self._closed:
             return
         self._closed = True
@@ -398,7 +404,9 @@ class AudioSocketSession(asyncio.Protocol):
             else:
                 transport.close()
         stats = self.stats
-        level = logging.WARNING if error else logging.INFO
+        if error is not None:
+            AUDIOSOCKET_ERRORS.labels(error).inc()
+        level = logging.INFO if error is None else logging.WARNING
         log.log(
             level,
             "call=%s peer=%s ended: %s (frames in=%d out=%d late=%d skipped=%d dropped=%d)",

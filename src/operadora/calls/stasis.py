@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 
 from operadora.ari.events import (
     AriEvent,
@@ -24,6 +25,12 @@ from operadora.calls.actions import EngineCallActions
 from operadora.calls.services import CallService
 
 log = logging.getLogger(__name__)
+
+
+# First StasisStart arg of the channels Operadora originates itself (consult legs,
+# callbacks): they are not inbound calls, the component that made them handles them.
+INTERNAL_ARG = "operadora"
+OtherStasisStart = Callable[[StasisStart], None]
 
 
 def did_of(event: StasisStart) -> str:
@@ -41,12 +48,31 @@ def did_of(event: StasisStart) -> str:
 class StasisRouter:
     """One per ARI connection (server)."""
 
+    # the ARI event types this router acts on (the stream skips the others unparsed)
+    wanted: frozenset[str] = frozenset(
+        cls.ari_model
+        for cls in (
+            StasisStart,
+            StasisEnd,
+            ChannelDestroyed,
+            ChannelDtmfReceived,
+            RecordingFinished,
+            RecordingFailed,
+        )
+    )
+
     def __init__(
-        self, service: CallService, server: str, actions: EngineCallActions | None = None
+        self,
+        service: CallService,
+        server: str,
+        actions: EngineCallActions | None = None,
+        *,
+        others: OtherStasisStart | None = None,
     ) -> None:
         self.service = service
         self.server = server
         self.actions = actions
+        self.others = others  # gets StasisStart of channels that are not new inbound calls
         self.ignored: Counter[str] = Counter()
 
     def __call__(self, event: AriEvent) -> None:
@@ -83,6 +109,12 @@ class StasisRouter:
         ):
             self.ignored["duplicate StasisStart"] += 1
             log.debug("ignored a repeated StasisStart for %s", channel.id)
+            return
+        if event.replace_channel is not None or (event.args and event.args[0] == INTERNAL_ARG):
+            # a transfer's replacement channel (trace e3) or a leg we originated ourselves
+            self.ignored["not an inbound call"] += 1
+            if self.others is not None:
+                self.others(event)
             return
         call = service.arrive(
             self.server,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from operadora.capacity import tables
 from operadora.capacity.host import Gpu, HostFacts
@@ -79,3 +80,64 @@ def gpus_from_flags(gpu: str | None, count: int) -> list[Gpu]:
         return []
     row, _ = tables.gpu_capacity(gpu)  # flags name a table GPU; raises on an unknown name
     return [Gpu(name=row.name, memory_gb=row.memory_gb) for _ in range(count)]
+
+
+@dataclass(frozen=True, slots=True)
+class MachineFlags:
+    """What ``operadora capacity`` was told about the machine; ``None``: detect or default."""
+
+    cores: int | None = None
+    ram_gb: float | None = None
+    gpu: str | None = None
+    gpus: int = 1
+    transcoding: bool = False
+    dahdi: Sequence[str] = ()
+    gateways: Sequence[str] = ()
+    trunk_channels: int | None = None
+    llm: LlmPlacement | None = None
+    asterisk_elsewhere: bool = False
+
+    @property
+    def planned(self) -> bool:
+        """A machine described by flags alone (``--cores``): nothing is detected."""
+        return self.cores is not None
+
+    @property
+    def names_telephony(self) -> bool:
+        return bool(self.dahdi or self.gateways) or self.trunk_channels is not None
+
+
+def machine_from_flags(settings: Settings, flags: MachineFlags) -> Machine:
+    """A planned machine; raises ValueError for unknown devices or GPUs."""
+    if flags.cores is None:
+        raise ValueError("a planned machine needs --cores")
+    channels, basis = telephony_from_flags(flags.dahdi, flags.gateways, flags.trunk_channels)
+    gpus = gpus_from_flags(flags.gpu, flags.gpus)
+    return Machine(
+        cores=flags.cores,
+        ram_gb=flags.ram_gb if flags.ram_gb is not None else flags.cores * 2.0,
+        gpus=gpus,
+        transcoding=flags.transcoding,
+        asterisk_on_host=not flags.asterisk_elsewhere,
+        llm=flags.llm or default_llm(settings, bool(gpus)),
+        telephony_channels=channels,
+        telephony_basis=basis,
+        source="flags",
+    )
+
+
+def apply_flags(settings: Settings, detected: Machine, flags: MachineFlags) -> Machine:
+    """This machine as detected, with what the flags say instead."""
+    updates: dict[str, object] = {
+        "transcoding": flags.transcoding,
+        "asterisk_on_host": not flags.asterisk_elsewhere,
+    }
+    if flags.ram_gb is not None:
+        updates["ram_gb"] = flags.ram_gb
+    gpus = gpus_from_flags(flags.gpu, flags.gpus) if flags.gpu is not None else detected.gpus
+    updates["gpus"] = gpus
+    updates["llm"] = flags.llm or default_llm(settings, bool(gpus))
+    if flags.names_telephony:
+        channels, basis = telephony_from_flags(flags.dahdi, flags.gateways, flags.trunk_channels)
+        updates |= {"telephony_channels": channels, "telephony_basis": basis}
+    return detected.model_copy(update=updates)

@@ -1,22 +1,26 @@
 """``--measure``: run the project's benchmarks on this machine and read their figures.
 
-The benchmarks (``bench/bench_media.py``, ``bench/bench_voice.py``, ``bench/bench_calls.py``)
-end with ``key: value`` lines. They are parsed defensively: a missing script, a failure, a
-timeout or a missing line leaves the table figure in place and says why.
+The benchmarks (``bench/bench_media.py``, ``bench/bench_voice.py``) end with ``key: value``
+lines; bench_media also prints one line per load step, used to check the per-call cost
+model. They are parsed defensively: a missing script, a failure, a timeout or a missing line
+leaves the table figure in place and says why.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import sys
 from pathlib import Path
 
-from operadora.capacity.model import Measured
+from operadora.capacity.model import Check, Measured, MediaStep
 
 _LINE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_.]*)\s*[:=]\s*(\S.*?)\s*$")
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_STEP = re.compile(r"^N=\s*(\d+)\s+cpu\s+([\d.]+)\s+ms/call-s.*?\b(ok|BROKEN)\s*$", re.M)
+_WORKERS = re.compile(r"\bworkers=(\d+)")
 QUICK_ENV = {"OPERADORA_BENCH_QUICK": "1"}
 
 
@@ -41,10 +45,10 @@ def number(values: dict[str, str], *keys: str) -> float | None:
     return None
 
 
-async def run_benchmark(script: Path, timeout_s: float) -> tuple[dict[str, str], str]:
-    """Run one benchmark in quick mode; ``(values, problem)`` where problem is '' on success."""
+async def run_benchmark(script: Path, timeout_s: float) -> tuple[dict[str, str], str, str]:
+    """Run one benchmark in quick mode: ``(values, stdout, problem)``, problem '' on success."""
     if not await asyncio.to_thread(script.is_file):
-        return {}, f"{script} not found"
+        return {}, "", f"{script} not found"
     env = {**os.environ, **QUICK_ENV}
     for args in (["--quick"], []):
         proc = await asyncio.create_subprocess_exec(
@@ -60,51 +64,99 @@ async def run_benchmark(script: Path, timeout_s: float) -> tuple[dict[str, str],
         except TimeoutError:
             proc.kill()
             await proc.wait()
-            return {}, f"{script.name} did not finish in {timeout_s:g} s"
+            return {}, "", f"{script.name} did not finish in {timeout_s:g} s"
         if proc.returncode == 2 and b"--quick" in err and args:
             continue  # this benchmark has no --quick flag; QUICK_ENV still asks for quick mode
-        values = parse_key_values(out.decode(errors="replace"))
+        text = out.decode(errors="replace")
+        values = parse_key_values(text)
         if proc.returncode != 0:
             tail = err.decode(errors="replace").strip().splitlines()[-1:] or [""]
-            return values, f"{script.name} exited {proc.returncode}: {tail[0][:200]}"
-        return values, ""
-    return {}, f"{script.name} could not be run"
+            return values, text, f"{script.name} exited {proc.returncode}: {tail[0][:200]}"
+        return values, text, ""
+    return {}, "", f"{script.name} could not be run"
+
+
+def media_steps(text: str) -> tuple[list[MediaStep], int]:
+    """bench_media's step lines (``N=  50  cpu 0.812 ms/call-s ... ok``) and its workers."""
+    steps = [
+        MediaStep(calls=int(m.group(1)), cpu_ms_per_call_s=float(m.group(2)), ok=m.group(3) == "ok")
+        for m in _STEP.finditer(text)
+    ]
+    workers = _WORKERS.search(text)
+    return steps, int(workers.group(1)) if workers else 1
+
+
+def media_check(steps: list[MediaStep], measured_max: int | None, cores: int) -> Check | None:
+    """Predict the media server's maximum from the per-call cost at the lightest load, and set
+    it against the largest load the benchmark carried."""
+    if not steps or not measured_max:
+        return None
+    lightest = min(steps, key=lambda s: s.calls)
+    predicted = math.floor(cores * 1000 / lightest.cpu_ms_per_call_s)
+    error = (predicted - measured_max) / measured_max * 100
+    return Check(
+        predicted=predicted,
+        measured=measured_max,
+        error_pct=round(error, 1),
+        within_15_pct=abs(error) <= 15,
+        basis=f"{cores} server core(s) x 1000 / {lightest.cpu_ms_per_call_s:.3f} CPU ms per "
+        f"call-second at N={lightest.calls}",
+    )
+
+
+def _count(values: dict[str, str], *keys: str) -> int | None:
+    """A whole count that may be 0 (``max_concurrent_calls: 0``)."""
+    for key in keys:
+        match = _NUMBER.search(values.get(key, ""))
+        if match is not None and float(match.group()) >= 0:
+            return int(float(match.group()))
+    return None
+
+
+def _cost(values: dict[str, str]) -> float | None:
+    cost = number(values, "cpu_ms_per_call_second")
+    if cost is None and (per_core := number(values, "calls_per_core")) is not None:
+        cost = 1000 / per_core
+    return cost
 
 
 def to_measured(
-    media: dict[str, str], voice: dict[str, str], calls: dict[str, str], notes: list[str]
+    media: dict[str, str], voice: dict[str, str], notes: list[str], media_text: str = ""
 ) -> Measured:
     """Per-call CPU costs from the benchmarks' documented lines."""
-    media_cost = number(media, "cpu_ms_per_call_second")
-    if media_cost is None and (per_core := number(media, "calls_per_core")) is not None:
-        media_cost = 1000 / per_core
-    voice_cost = number(voice, "cpu_ms_per_call_second")
-    if voice_cost is None and (per_core := number(voice, "calls_per_core")) is not None:
-        voice_cost = 1000 / per_core
+    media_cost, voice_cost = _cost(media), _cost(voice)
     if media_cost is None:
         notes.append("bench_media gave neither cpu_ms_per_call_second nor calls_per_core")
     if voice_cost is None:
         notes.append("bench_voice gave neither cpu_ms_per_call_second nor calls_per_core")
-    max_calls = number(calls, "max_calls", "max_concurrent_calls", "calls_max")
+    steps, cores = media_steps(media_text)
+    media_max = _count(media, "max_concurrent_calls", "max_calls")
+    if media_max == 0:
+        smallest = min((s.calls for s in steps), default=None)
+        notes.append(
+            "bench_media: pacing broke already at its smallest load"
+            + (f" (N={smallest})" if smallest else "")
+            + ": no maximum measured (is the CPU busy with other work?)"
+        )
     return Measured(
         media_cpu_ms_per_call_s=media_cost,
         voice_cpu_ms_per_call_s=voice_cost,
-        measured_max_calls=int(max_calls) if max_calls is not None else None,
-        raw={"media": media, "voice": voice, "calls": calls},
+        media_max_calls=media_max,
+        media_server_cores=cores,
+        media_steps=steps,
+        media_check=media_check(steps, media_max, cores),
+        raw={"media": media, "voice": voice},
         notes=notes,
     )
 
 
-async def measure(bench_dir: Path, timeout_s: float = 600.0, with_calls: bool = False) -> Measured:
-    """Run bench_media and bench_voice (and bench_calls if asked) one after the other."""
+async def measure(bench_dir: Path, timeout_s: float = 600.0) -> Measured:
+    """Run bench_media then bench_voice (never together: each wants the CPU to itself)."""
     notes: list[str] = []
-    results: list[dict[str, str]] = []
-    names = ["bench_media.py", "bench_voice.py"] + (["bench_calls.py"] if with_calls else [])
-    for name in names:
-        values, problem = await run_benchmark(bench_dir / name, timeout_s)
-        if problem:
-            notes.append(problem)
-        results.append(values)
-    if not with_calls:
-        results.append({})
-    return to_measured(results[0], results[1], results[2], notes)
+    media, media_text, problem = await run_benchmark(bench_dir / "bench_media.py", timeout_s)
+    if problem:
+        notes.append(problem)
+    voice, _, problem = await run_benchmark(bench_dir / "bench_voice.py", timeout_s)
+    if problem:
+        notes.append(problem)
+    return to_measured(media, voice, notes, media_text)

@@ -14,12 +14,33 @@ Source = Literal["table", "measured", "detected", "flag"]
 LlmPlacement = Literal["local", "remote", "none"]
 
 
+class MediaStep(BaseModel):
+    """One load step of the media benchmark: N calls, CPU per call-second, pacing held or not."""
+
+    calls: int
+    cpu_ms_per_call_s: float
+    ok: bool
+
+
+class Check(BaseModel):
+    """A prediction from a per-call cost set against the maximum the benchmark measured."""
+
+    predicted: int
+    measured: int
+    error_pct: float
+    within_15_pct: bool
+    basis: str
+
+
 class Measured(BaseModel):
     """Per-call costs measured on this machine by the benchmarks (``--measure``)."""
 
     media_cpu_ms_per_call_s: float | None = None  # AudioSocket media path, CPU ms per call-second
     voice_cpu_ms_per_call_s: float | None = None  # VAD+STT+agent+TTS, CPU ms per call-second
-    measured_max_calls: int | None = None  # the largest load the calls benchmark carried
+    media_max_calls: int | None = None  # the most calls the media benchmark's server carried
+    media_server_cores: int = 1  # the benchmark's server processes (its --workers)
+    media_steps: list[MediaStep] = Field(default_factory=list)
+    media_check: Check | None = None
     raw: dict[str, dict[str, str]] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
 

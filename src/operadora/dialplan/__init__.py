@@ -1,1 +1,1 @@
-"""dialplan"""
+"""Asterisk and FreePBX configuration rendering (pure): ``render(settings, target)``."""

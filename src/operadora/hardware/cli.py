@@ -11,12 +11,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from operadora.capacity.host import HostFacts, host_facts
+from operadora.capacity.host import host_facts
 from operadora.capacity.machine import (
-    default_llm,
-    gpus_from_flags,
+    MachineFlags,
+    apply_flags,
+    machine_from_flags,
     machine_from_host,
-    telephony_from_flags,
 )
 from operadora.capacity.measure import measure
 from operadora.capacity.model import LlmPlacement, Machine, Plan, plan
@@ -138,7 +138,15 @@ def plan_tables(result: Plan, advice: Recommendation) -> list[Table]:
         ms = result.measured
         meas.add_row("media CPU ms per call-second", _fmt(ms.media_cpu_ms_per_call_s))
         meas.add_row("voice CPU ms per call-second", _fmt(ms.voice_cpu_ms_per_call_s))
-        meas.add_row("calls benchmark maximum", _fmt(ms.measured_max_calls))
+        meas.add_row("media benchmark maximum", _fmt(ms.media_max_calls))
+        if ms.media_check is not None:
+            check = ms.media_check
+            verdict = "within ±15 %" if check.within_15_pct else "[red]outside ±15 %[/red]"
+            meas.add_row(
+                "media prediction",
+                f"{check.predicted} calls vs {check.measured} measured: "
+                f"{check.error_pct:+.1f} % ({verdict}; {check.basis})",
+            )
         for note in ms.notes:
             meas.add_row("[yellow]note[/yellow]", note)
         tables.append(meas)
@@ -149,13 +157,11 @@ def _fmt(value: float | int | None) -> str:
     return "not measured" if value is None else f"{value:g}"
 
 
-async def _detected_machine(
-    settings: Settings, transcoding: bool
-) -> tuple[Machine, HostFacts, HardwareReport]:
+async def _detected_machine(settings: Settings) -> Machine:
     facts, report = await asyncio.gather(
         host_facts(settings.hardware.nvidia_smi), detect_hardware(settings)
     )
-    return machine_from_host(settings, facts, report, transcoding), facts, report
+    return machine_from_host(settings, facts, report, transcoding=False)
 
 
 def capacity_command(
@@ -193,42 +199,30 @@ def capacity_command(
 ) -> None:
     """Maximum simultaneous calls per component, the bottleneck and what to build."""
     settings = _settings(config)
-    dahdi, gateway = dahdi or [], gateway or []
+    flags = MachineFlags(
+        cores=cores,
+        ram_gb=ram_gb,
+        gpu=gpu,
+        gpus=gpus,
+        transcoding=transcoding,
+        dahdi=dahdi or (),
+        gateways=gateway or (),
+        trunk_channels=trunk_channels,
+        llm=llm,
+        asterisk_elsewhere=asterisk_elsewhere,
+    )
     try:
-        if cores is not None:
-            channels, basis = telephony_from_flags(dahdi, gateway, trunk_channels)
-            gpu_list = gpus_from_flags(gpu, gpus)
-            machine = Machine(
-                cores=cores,
-                ram_gb=ram_gb if ram_gb is not None else cores * 2.0,
-                gpus=gpu_list,
-                transcoding=transcoding,
-                llm=llm or default_llm(settings, bool(gpu_list)),
-                telephony_channels=channels,
-                telephony_basis=basis,
-                source="flags",
-            )
+        if flags.planned:
+            machine = machine_from_flags(settings, flags)
         else:
-            machine, _, _ = asyncio.run(_detected_machine(settings, transcoding))
-            updates: dict[str, object] = {}
-            if ram_gb is not None:
-                updates["ram_gb"] = ram_gb
-            if gpu is not None:
-                updates["gpus"] = gpus_from_flags(gpu, gpus)
-            if llm is not None:
-                updates["llm"] = llm
-            if dahdi or gateway or trunk_channels is not None:
-                channels, basis = telephony_from_flags(dahdi, gateway, trunk_channels)
-                updates |= {"telephony_channels": channels, "telephony_basis": basis}
-            machine = machine.model_copy(update=updates)
-        machine = machine.model_copy(update={"asterisk_on_host": not asterisk_elsewhere})
+            machine = apply_flags(settings, asyncio.run(_detected_machine(settings)), flags)
     except ValueError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     measured = None
     if do_measure:
         err_console.print(f"running benchmarks in {bench_dir} (quick mode)...")
-        measured = asyncio.run(measure(bench_dir, with_calls=True))
+        measured = asyncio.run(measure(bench_dir))
     result = plan(machine, measured)
     advice = recommend(calls or max(result.max_calls, 1), result)
     if as_json:

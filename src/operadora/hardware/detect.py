@@ -16,6 +16,7 @@ from operadora.hardware.gateway import (
 )
 from operadora.hardware.models import (
     DahdiReport,
+    GatewayEndpoint,
     GatewayReport,
     HardwareReport,
     HardwareType,
@@ -28,23 +29,18 @@ log = logging.getLogger(__name__)
 DAHDI_SCAN_MIN_TIMEOUT_S = 5.0  # dahdi_scan sleeps 1 s per E1 span to check CRC4 alignment
 
 
+AriSource = tuple[str, AriGet | None, str]  # server name, GET helper, why there is none
+
+
 async def detect_hardware(settings: Settings, ari: AriGet | None = None) -> HardwareReport:
     """Detect FXO gateways (ARI, else configured addresses) and DAHDI cards; never raises.
 
-    ``ari`` GETs a path under the ARI root and returns JSON; by default a small aiohttp client
-    for the first configured Asterisk server is used.
+    ``ari`` GETs a path under the ARI root and returns JSON (the engine passes its ARI
+    client); without it a small aiohttp client asks every configured Asterisk server.
+    DAHDI is looked for on this machine.
     """
     hw = settings.hardware
-    why_no_ari = ""
-    if ari is None:
-        if not settings.asterisk.servers:
-            why_no_ari = "no Asterisk server configured"
-        else:
-            try:
-                ari = make_ari_get(settings.asterisk.servers[0])
-            except AriUnavailable as exc:
-                why_no_ari = str(exc)
-    gateway_task = asyncio.create_task(_gateways(hw, ari, why_no_ari))
+    gateway_task = asyncio.create_task(_gateways(hw, _ari_sources(settings, ari)))
     dahdi = await scan_dahdi(
         hw.dahdi_dev, hw.dahdi_scan, max(hw.probe_timeout_s, DAHDI_SCAN_MIN_TIMEOUT_S)
     )
@@ -53,25 +49,55 @@ async def detect_hardware(settings: Settings, ari: AriGet | None = None) -> Hard
     return report
 
 
-async def _gateways(hw: HardwareSettings, ari: AriGet | None, why_no_ari: str) -> GatewayReport:
-    reasons = [why_no_ari] if why_no_ari else []
+def _ari_sources(settings: Settings, ari: AriGet | None) -> list[AriSource]:
+    servers = settings.asterisk.servers
     if ari is not None:
+        return [(servers[0].name if servers else "asterisk", ari, "")]
+    if not servers:
+        return [("asterisk", None, "no Asterisk server configured")]
+    sources: list[AriSource] = []
+    for server in servers:
         try:
-            endpoints = await ari_gateways(ari, hw.gateway_prefixes)
+            sources.append((server.name, make_ari_get(server), ""))
         except AriUnavailable as exc:
-            reasons.append(f"ARI: {exc}")
-        except Exception as exc:  # an injected client may raise anything
-            reasons.append(f"ARI: {type(exc).__name__}: {exc}")
-        else:
-            if endpoints:
-                online = sum(1 for e in endpoints if e.online)
-                return GatewayReport(
-                    source="ari",
-                    detail=f"{len(endpoints)} PJSIP endpoint(s), {online} online",
-                    endpoints=endpoints,
-                )
-            prefixes = ", ".join(hw.gateway_prefixes)
-            reasons.append(f"ARI lists no PJSIP endpoint starting with {prefixes}")
+            sources.append((server.name, None, str(exc)))
+    return sources
+
+
+async def _ask(name: str, ari: AriGet, prefixes: list[str]) -> list[GatewayEndpoint] | str:
+    try:
+        endpoints = await ari_gateways(ari, prefixes)
+    except AriUnavailable as exc:
+        return f"ARI: {exc}"
+    except Exception as exc:  # an injected client may raise anything
+        return f"ARI: {type(exc).__name__}: {exc}"
+    return [e.model_copy(update={"server": name}) for e in endpoints]
+
+
+async def _gateways(hw: HardwareSettings, sources: list[AriSource]) -> GatewayReport:
+    several = len(sources) > 1
+    reasons: list[str] = []
+    endpoints: list[GatewayEndpoint] = []
+    asked = [(name, ari) for name, ari, _ in sources if ari is not None]
+    answers = await asyncio.gather(*(_ask(name, ari, hw.gateway_prefixes) for name, ari in asked))
+    for name, ari, why in sources:
+        prefix = f"{name}: " if several else ""
+        if ari is None:
+            reasons.append(prefix + why)
+    for (name, _), answer in zip(asked, answers, strict=True):
+        prefix = f"{name}: " if several else ""
+        if isinstance(answer, str):
+            reasons.append(prefix + answer)
+        elif not answer:
+            wanted = ", ".join(hw.gateway_prefixes)
+            reasons.append(f"{prefix}ARI lists no PJSIP endpoint starting with {wanted}")
+        endpoints += answer if isinstance(answer, list) else []
+    if endpoints:
+        online = sum(1 for e in endpoints if e.online)
+        detail = f"{len(endpoints)} PJSIP endpoint(s), {online} online"
+        return GatewayReport(
+            source="ari", detail="; ".join([detail, *reasons]), endpoints=endpoints
+        )
     if not hw.gateway_addresses:
         reasons.append("no gateway address configured (hardware.gateway_addresses)")
         return GatewayReport(source="none", detail="; ".join(reasons))

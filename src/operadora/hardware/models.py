@@ -18,6 +18,7 @@ class GatewayEndpoint(BaseModel):
     resource: str
     state: str = "unknown"  # ARI: unknown | offline | online
     channel_ids: list[str] = Field(default_factory=list)
+    server: str = ""  # the configured Asterisk server (asterisk.servers[].name) that lists it
 
     @property
     def online(self) -> bool:

@@ -116,6 +116,7 @@ def create_bridge(
     if bridge_id and bridge_id in pbx.bridges:
         raise_conflict()
     bridge = Bridge(
+        apps={app} if app else set(),
         id=bridge_id or pbx.new_uuid(),
         bridge_type="holding" if bridge_type == "holding" else "mixing",
         bridge_class=bridge_class,
@@ -149,6 +150,7 @@ def add_channels(pbx: Pbx, bridge: Bridge, channels: list[Channel]) -> None:
             remove_channel(pbx, ch.bridge, ch)
         ch.bridge = bridge
         bridge.channels.append(ch)
+        bridge.apps |= ch.apps
         mixer = mixer_of(bridge)
         ch.consumer = lambda frame, member=ch, mx=mixer: mx.push(member, frame)
         ch.dtmf_consumer = lambda digit, ms, member=ch: _pass_dtmf(pbx, bridge, member, digit, ms)

@@ -201,7 +201,7 @@ def redirect(pbx: Pbx, ch: Channel, endpoint: str) -> None:
     if ch.technology != "PJSIP":
         return  # only PJSIP supports transfer: Asterisk answers 204 and does nothing
     if ch.state != "Up":
-        ch.variables["_TECH_CAUSE"] = "302"
+        ch.tech_cause = 302  # 302 Moved Temporarily to the endpoint's contact (trace e2)
         pbx.hangup_from_device(ch, 23)
     else:
         pbx.hangup_from_device(ch, 16)
@@ -212,12 +212,13 @@ def move(pbx: Pbx, ch: Channel, app: str, app_args: str) -> None:
     if not pbx.hub.registered(app):
         pbx.emit("ApplicationMoveFailed", channel=ch, destination=app, args=args)
         return
-    current = ch.stasis_app
     pbx.emit("StasisEnd", channel=ch)
+    if ch.stasis_app is not None:
+        ch.apps.discard(ch.stasis_app)
     ch.stasis_app = app
     ch.stasis_args = args
+    ch.apps.add(app)
     ch.app_data = ",".join([app, *args])
-    del current
     pbx.emit("StasisStart", channel=ch, args=args)
 
 
@@ -268,20 +269,22 @@ def create_channel(pbx: Pbx, req: Originate) -> Json:
         pbx.emit("ChannelCreated", channel=one)
     one.stasis_app = req.app
     one.stasis_args = _split_args(req.app_args)
+    if req.app:
+        one.apps.add(req.app)
     one.app_name, one.app_data = "Stasis", ",".join([req.app or "", *one.stasis_args])
     pbx.emit("ChannelVarset", channel=one, variable="STASISSTATUS", value="")
     pbx.emit("StasisStart", channel=one, args=list(one.stasis_args))
-    one.variables["_ENDPOINT"] = req.endpoint
+    one.dial_endpoint = req.endpoint
     return one.json()
 
 
 def dial_created(pbx: Pbx, ch: Channel, caller_id: str | None, timeout: float) -> None:
     """``POST /channels/{id}/dial``: ring the endpoint of a created channel."""
-    if ch.state == "Up" or ch.variables.get("_DIALED"):
+    if ch.state == "Up" or ch.dialed or not ch.dial_endpoint:
         raise PbxError(409, "Channel is not in a state to be dialed")
-    ch.variables["_DIALED"] = "1"
+    ch.dialed = True
     caller = pbx.channels.get(caller_id) if caller_id else None
-    endpoint = ch.variables.get("_ENDPOINT", "")
+    endpoint = ch.dial_endpoint
     dialstring = endpoint.partition("/")[2]
     event_caller = {"caller": caller} if caller is not None else {}
     pbx.emit("Dial", peer=ch, dialstatus="", forward="", dialstring=dialstring, **event_caller)

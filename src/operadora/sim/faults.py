@@ -22,9 +22,12 @@ to call them itself.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import copy
 import fnmatch
+import hmac
 import itertools
 import logging
 import random
@@ -167,6 +170,8 @@ class FaultInjector:
         self._last_dropped = 0
         self._drop_due: Literal["close", "abort"] | None = None
         self._hub: _Hub | None = None
+        # with credentials (set by ``extension``), /sim/faults needs the simulator's basic auth
+        self._credentials: tuple[str, str] | None = None
         self.events_path = EVENTS_PATH
 
     # --- arming from Python ---
@@ -223,13 +228,31 @@ class FaultInjector:
             return False
         return any(fnmatch.fnmatchcase(request.path, pattern) for pattern in fault.paths)
 
+    def _authorized(self, request: web.Request) -> bool:
+        if self._credentials is None:
+            return True
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            return False
+        try:
+            decoded = base64.b64decode(header[6:], validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        user, _, password = decoded.partition(":")
+        want_user, want_password = self._credentials
+        return hmac.compare_digest(user, want_user) and hmac.compare_digest(password, want_password)
+
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith(CONTROL_PREFIX):
+            if not self._authorized(request):
+                denied = web.json_response({"message": "Authentication required"}, status=401)
+                denied.headers["WWW-Authenticate"] = 'Basic realm="Operadora simulator"'
+                return denied
             return await handler(request)
-        response = await self._maybe_fault(request)
-        if response is not None:
-            return response
+        faulted = await self._maybe_fault(request)
+        if faulted is not None:
+            return faulted
         if request.path != self.events_path:
             return await handler(request)
         key = id(request)
@@ -424,6 +447,13 @@ class FaultInjector:
             web.delete("/sim/faults", self._delete),
             web.post("/sim/faults/ws-drop", self._drop),
         ]
+
+    def extension(self, simulator: Any, app: web.Application) -> None:
+        """A simulator extension (``start_simulator(settings, extensions=[injector.extension])``):
+        faults on its REST routes and events, ``/sim/faults`` behind its basic auth."""
+        self.attach(simulator.pbx.hub)
+        self._credentials = (str(simulator.username), str(simulator.password))
+        self.install(app)
 
     def install(self, app: web.Application) -> None:
         """Add the middleware and the ``/sim/faults`` routes to an aiohttp app before it starts."""

@@ -97,8 +97,8 @@ class EventHub:
 
 
 def _concerns(app: str, channels: list[Channel], bridges: list[Bridge], target: Any) -> bool:
-    if any(ch.stasis_app == app for ch in channels):
+    if any(app in ch.apps for ch in channels):
         return True
-    if any(br.app == app for br in bridges):
+    if any(app in br.apps for br in bridges):
         return True
     return bool(target == app)

@@ -102,10 +102,12 @@ class Channel:
     pbx: bool = False  # runs a dialplan (PBX) thread of its own
     stasis_app: str | None = None
     stasis_args: list[str] = field(default_factory=list)
+    apps: set[str] = field(default_factory=set)  # applications subscribed to this channel
     bridge: Bridge | None = None
     destroyed: bool = False
     hanging_up: bool = False
     hangup_cause: int = 0
+    tech_cause: int | None = None  # e.g. 302 when a PJSIP redirect answered the INVITE
     continue_to: tuple[str, str, int] | None = None
     # media: what consumes the audio this channel reads, and where written audio goes
     consumer: Callable[[bytes], None] | None = None
@@ -125,6 +127,8 @@ class Channel:
     defer_frames: bool = False
     pending_caller: Party | None = None
     dial_target: Channel | None = None  # created Local channel: the half to run on dial
+    dial_endpoint: str | None = None  # POST /channels/create: what /dial will ring
+    dialed: bool = False
     moh: str | None = None
     moh_task: asyncio.Task[Any] | None = None
     on_hold: bool = False
@@ -203,6 +207,7 @@ class Bridge:
     video_mode: str = "talker"
     moh_class: str | None = None
     app: str | None = None
+    apps: set[str] = field(default_factory=set)  # applications subscribed to this bridge
     destroyed: bool = False
     mixer: Any = None  # operadora.sim.bridging.Mixer
     stoppers: list[Callable[[], None]] = field(default_factory=list)  # bridge playback / MOH

@@ -201,6 +201,7 @@ class Pbx:
         ch.app_data = ",".join([app, *args])
         ch.stasis_app = app
         ch.stasis_args = list(args)
+        ch.apps.add(app)
         ch.variables["STASISSTATUS"] = ""
         self.emit("ChannelVarset", channel=ch, variable="STASISSTATUS", value="")
         self.emit("StasisStart", channel=ch, args=list(args))
@@ -209,9 +210,12 @@ class Pbx:
         if ch.stasis_app is None:
             return
         self.emit("StasisEnd", channel=ch)
+        app = ch.stasis_app
         ch.stasis_app = None
         ch.variables["STASISSTATUS"] = "SUCCESS"
         self.emit("ChannelVarset", channel=ch, variable="STASISSTATUS", value="SUCCESS")
+        if not ch.hanging_up:  # it left the app alive (continue): the app stops following it
+            ch.apps.discard(app)
         if ch.stasis_done is not None and not ch.stasis_done.done():
             ch.stasis_done.set_result(None)
 
@@ -318,7 +322,8 @@ class Pbx:
         ch.destroyed = True
         ch.consumer = None
         ch.dtmf_consumer = None
-        self.emit("ChannelDestroyed", channel=ch, cause=cause, cause_txt=cause_text(cause))
+        extra = {"tech_cause": ch.tech_cause} if ch.tech_cause is not None else {}
+        self.emit("ChannelDestroyed", channel=ch, cause=cause, cause_txt=cause_text(cause), **extra)
         if late_caller:
             self.emit("ChannelCallerId", channel=ch, **PRESENTATION)
         self.channels.pop(ch.id, None)

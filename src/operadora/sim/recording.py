@@ -31,7 +31,7 @@ def _check(pbx: Pbx, params: Params) -> tuple[str, str, str]:
         raise PbxError(400, "Invalid recording name")
     if fmt not in ("wav", "wav16", "sln", "sln16", "gsm", "ulaw", "alaw"):
         raise PbxError(422, f"Format '{fmt}' not supported")
-    if_exists = params.str("ifExists", "fail")
+    if_exists = params.text("ifExists", "fail")
     if name in pbx.recordings:
         raise PbxError(409, "Recording with the same name is in progress")
     if name in pbx.stored_recordings and if_exists == "fail":
@@ -99,7 +99,7 @@ def _start(
     gone: asyncio.Event,
 ) -> None:
     pbx.recordings[rec.name] = rec
-    max_s = params.int("maxDurationSeconds", 0) or 0
+    max_s = params.integer("maxDurationSeconds", 0) or 0
     rec.detach = detach
 
     async def run() -> None:

@@ -13,8 +13,11 @@ from operadora.store.db import Database
 class Store:
     """Everything persistent, over one database."""
 
-    def __init__(self, db: Database, recordings_dir: Path = Path("recordings")) -> None:
+    def __init__(
+        self, db: Database, recordings_dir: Path = Path("recordings"), retention_days: int = 30
+    ) -> None:
         self.db = db
+        self.recording_retention_days = retention_days
         self.calls = CallRepository(db)
         self.tokens = TokenRepository(db)
         self.admin = AdminRepository(db, recordings_dir)
@@ -25,7 +28,7 @@ class Store:
         db = Database(settings.url.get_secret_value())
         if upgrade:
             await db.upgrade()
-        return cls(db, settings.recordings_dir)
+        return cls(db, settings.recordings_dir, settings.recording_retention_days)
 
     async def close(self) -> None:
         await self.db.dispose()

@@ -130,7 +130,7 @@ class CallRepository:
                 row = RecordingRow(call_id=e.call_id, name=e.name, started_at=e.at)
                 s.add(row)
             row.state = e.state or row.state
-            row.reason = e.reason or row.reason
+            row.reason = row.reason or e.reason  # why it started; later events carry causes
             row.path = e.path or row.path
             if e.state in ("finished", "failed"):
                 row.ended_at = e.at

@@ -38,6 +38,7 @@ class CallRecorder:
         self.auto_record = auto_record
         self._queue: asyncio.Queue[ev.DomainEvent] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._retention: asyncio.Task[None] | None = None
         self._sentiment: dict[str, SentimentTracker] = {}
         self._recording: set[str] = set()
         self._caller_ids: dict[str, str] = {}
@@ -54,16 +55,31 @@ class CallRecorder:
         self._queue = self.bus.subscribe()
         await self.close_out_open_calls()
         self._task = asyncio.create_task(self._run(self._queue), name="call-recorder")
+        self._retention = asyncio.create_task(self._enforce_retention(), name="retention")
 
     async def stop(self) -> None:
         if self._queue is not None:
             await self.drain()
             self.bus.unsubscribe(self._queue)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._task = self._queue = None
+        for task in (self._task, self._retention):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._retention = self._queue = None
+
+    async def _enforce_retention(self, every_s: float = 3600.0) -> None:
+        """Delete recordings past ``store.recording_retention_days``, now and every hour."""
+        while True:
+            try:
+                removed = await self.store.admin.enforce_retention(
+                    self.store.recording_retention_days
+                )
+                if removed:
+                    log.info("deleted %d recording(s) past their retention", removed)
+            except Exception:
+                log.exception("could not enforce the recording retention")
+            await asyncio.sleep(every_s)
 
     async def drain(self) -> None:
         """Wait until every event published so far is written."""

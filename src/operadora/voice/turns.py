@@ -78,8 +78,12 @@ class TurnDetector:
         out: list[TurnSignal] = []
         if self.state is TurnState.TRAILING:
             out.extend(self.tick(start))
-        in_speech = self.state in (TurnState.SPEAKING, TurnState.TRAILING)
-        voiced = probability >= (self.release if in_speech else self.threshold)
+        # over agent playback a weaker onset is enough to pause it (pausing is undone if the
+        # speech is not confirmed); confirming speech still takes the full threshold
+        lenient = self.state in (TurnState.SPEAKING, TurnState.TRAILING) or (
+            self.agent_speaking and self.state is TurnState.QUIET
+        )
+        voiced = probability >= (self.release if lenient else self.threshold)
         duration = end - start
         state = self.state
         if state is TurnState.QUIET:

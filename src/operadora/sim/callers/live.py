@@ -110,6 +110,8 @@ def _state_text(call: CallView) -> Text:
         text = Text(f"{mark[0]} {call.verdict.outcome}", style=mark[1])
         if call.verdict.target:
             text.append(f" → {call.verdict.target}")
+        if call.verdict.ok is False and call.verdict.why:
+            text.append(f"\n{call.verdict.why}", style="dim")
         return text
     style = {"waiting": "dim", "dialing": "yellow", "talking": "green"}.get(call.state, "")
     text = Text(call.state, style=style)

@@ -56,7 +56,20 @@ def judge(
         if not verdict.ok:
             want = expect.outcome + (f" to {expect.target}" if expect.target else "")
             verdict.why = f"expected {want}"
+        said = _agent_said(evs, report).lower()
+        missing = [p for p in expect.agent_says if p.lower() not in said]
+        if missing and verdict.ok:
+            verdict.ok = False
+            verdict.why = "the agent never said " + ", ".join(repr(p) for p in missing)
     return verdict
+
+
+def _agent_said(evs: Sequence[ev.DomainEvent], report: CallerReport | None) -> str:
+    """Everything the agent said: its own turns, else what the caller transcribed."""
+    turns = [e.text for e in evs if isinstance(e, ev.TurnEvent) and e.speaker == "agent"]
+    if not turns and report is not None:
+        turns = [t.text for t in report.transcript if t.speaker == "agent"]
+    return " ".join(turns)
 
 
 def _outcome(evs: Sequence[ev.DomainEvent], report: CallerReport | None) -> CallVerdict:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from operadora.voice.engines import TextToSpeech
 
 # espeak-ng voices for callers; the agent speaks the plain language voices ("en-us", "es")
-CALLER_VOICES = {"en": "en-us+f3", "es": "es-419"}
+CALLER_VOICES = {"en": "en-us+m3", "es": "es-419"}
 
 TtsFactory = Callable[[str | None], TextToSpeech]
 

@@ -14,7 +14,7 @@ from operadora.sim import bridging
 from operadora.sim.audiosocket_link import FORMAT_RATE, AudioSocketLink
 from operadora.sim.dialplan.runner import start_dialplan
 from operadora.sim.lines import Line
-from operadora.sim.model import PRESENTATION, Channel, Party
+from operadora.sim.model import PRESENTATION, Bridge, Channel, Party
 
 if TYPE_CHECKING:
     from operadora.sim.pbx import Pbx
@@ -144,7 +144,7 @@ async def ring_until_answer(out: Outbound, ring_s: float) -> bool:
     return ch.state == "Up" and not ch.destroyed
 
 
-def connect_answered(pbx: Pbx, caller: Channel, out: Outbound) -> bridging.Bridge:
+def connect_answered(pbx: Pbx, caller: Channel, out: Outbound) -> Bridge:
     """The callee answered: ``Dial ANSWER``, then both join a new basic bridge."""
     ch = out.channel
     pbx.set_state(ch, "Up")
@@ -164,7 +164,7 @@ def connect_answered(pbx: Pbx, caller: Channel, out: Outbound) -> bridging.Bridg
     return bridge
 
 
-async def stay_bridged(pbx: Pbx, caller: Channel, out: Outbound, bridge: bridging.Bridge) -> int:
+async def stay_bridged(pbx: Pbx, caller: Channel, out: Outbound, bridge: Bridge) -> int:
     """Wait for the bridged call to end; returns the cause to hang the caller up with."""
     try:
         await bridge.dissolved.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -44,7 +45,7 @@ def variable_lookup(pbx: Pbx, ch: Channel) -> dict[str, str]:
     }
 
 
-def lookup_for(pbx: Pbx, ch: Channel) -> object:
+def lookup_for(pbx: Pbx, ch: Channel) -> Callable[[str], str | None]:
     def lookup(name: str) -> str | None:
         if name in ch.variables:
             return ch.variables[name]
@@ -59,8 +60,7 @@ def lookup_for(pbx: Pbx, ch: Channel) -> object:
 
 
 def expand(pbx: Pbx, ch: Channel, text: str) -> str:
-    lookup = lookup_for(pbx, ch)
-    return substitute(text, lookup)  # type: ignore[arg-type]
+    return substitute(text, lookup_for(pbx, ch))
 
 
 def resolve_goto(pbx: Pbx, ch: Channel, context: str, exten: str, target: str) -> Goto | None:

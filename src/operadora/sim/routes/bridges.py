@@ -30,7 +30,7 @@ def _bridge(request: web.Request) -> tuple[Pbx, Bridge]:
 
 
 def _bridge_type(params: Params) -> str:
-    kinds = [k.strip() for k in params.str("type", "mixing").split(",") if k.strip()]
+    kinds = [k.strip() for k in params.text("type", "mixing").split(",") if k.strip()]
     for kind in kinds:
         if kind not in TYPES:
             raise PbxError(400, f"Invalid bridge type '{kind}'")
@@ -49,10 +49,10 @@ async def _create(request: web.Request, bridge_id: str | None) -> web.Response:
     if bridge_id and bridge_id in pbx.bridges:
         bridge = pbx.bridges[bridge_id]
         if params.get("name"):
-            bridge.name = params.str("name")
+            bridge.name = params.text("name")
         return json_response(bridge.json())
     bridge = bridging.create_bridge(
-        pbx, _bridge_type(params), bridge_id=bridge_id, name=params.str("name")
+        pbx, _bridge_type(params), bridge_id=bridge_id, name=params.text("name")
     )
     return json_response(bridge.json())
 
@@ -103,7 +103,7 @@ async def add_channel(request: web.Request) -> web.Response:
         if ch.bridge is not None and ch.bridge is not bridge:
             raise PbxError(409, "Channel is already bridged")
     bridging.add_channels(pbx, bridge, members)
-    if params.bool("mute"):
+    if params.flag("mute"):
         for ch in members:
             ch.muted = True
     return no_content()
@@ -126,7 +126,7 @@ async def remove_channel(request: web.Request) -> web.Response:
 async def moh(request: web.Request) -> web.Response:
     params = await Params.read(request)
     pbx, bridge = _bridge(request)
-    moh_class = params.str("mohClass", "default")
+    moh_class = params.text("mohClass", "default")
     if moh_class not in pbx.config.moh_classes:
         raise PbxError(404, f"Music on hold class '{moh_class}' not found")
     playback.start_bridge_moh(bridge, moh_class)
@@ -149,7 +149,7 @@ async def _play(request: web.Request, playback_id: str | None) -> web.Response:
             raise PbxError(400, f"Invalid media URI: {uri}")
     if playback_id and playback_id in pbx.playbacks:
         raise PbxError(409, "Playback with given id already exists")
-    pb = playback.start_bridge_playback(pbx, bridge, media, playback_id, params.str("lang"))
+    pb = playback.start_bridge_playback(pbx, bridge, media, playback_id, params.text("lang"))
     response = json_response(pb.json(), status=201)
     response.headers["Location"] = f"/playbacks/{pb.id}"
     return response

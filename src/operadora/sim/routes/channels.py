@@ -17,13 +17,13 @@ def _originate_request(params: Params, channel_id: str | None) -> calls.Originat
     return calls.Originate(
         endpoint=params.required("endpoint"),
         app=params.get("app"),
-        app_args=params.str("appArgs"),
+        app_args=params.text("appArgs"),
         context=params.get("context"),
         extension=params.get("extension"),
-        priority=params.int("priority"),
+        priority=params.integer("priority"),
         label=params.get("label"),
         caller_id=params.get("callerId"),
-        timeout=float(params.int("timeout", 30) or 0),
+        timeout=float(params.integer("timeout", 30) or 0),
         channel_id=channel_id,
         other_channel_id=params.get("otherChannelId"),
         variables=params.variables(),
@@ -51,8 +51,8 @@ async def external_media(request: web.Request) -> web.Response:
         app=params.required("app"),
         external_host=params.required("external_host"),
         fmt=params.required("format"),
-        encapsulation=params.str("encapsulation", "rtp"),
-        transport=params.str("transport", "udp"),
+        encapsulation=params.text("encapsulation", "rtp"),
+        transport=params.text("transport", "udp"),
         data=params.get("data"),
         channel_id=params.get("channelId"),
         variables=params.variables(),
@@ -63,10 +63,15 @@ async def external_media(request: web.Request) -> web.Response:
 @routes.post("/ari/channels/create")
 async def create(request: web.Request) -> web.Response:
     params = await Params.read(request)
-    req = _originate_request(params, params.get("channelId"))
-    req.app = params.required("app")
-    pbx = pbx_of(request)
-    return json_response(calls.create_channel(pbx, req))
+    req = calls.Originate(
+        endpoint=params.required("endpoint"),
+        app=params.required("app"),
+        app_args=params.text("appArgs"),
+        channel_id=params.get("channelId"),
+        other_channel_id=params.get("otherChannelId"),
+        variables=params.variables(),
+    )
+    return json_response(calls.create_channel(pbx_of(request), req))
 
 
 @routes.get("/ari/channels/{channelId}")
@@ -88,7 +93,7 @@ async def hangup(request: web.Request) -> web.Response:
     pbx = pbx_of(request)
     ch = pbx.channel(request.match_info["channelId"])
     reason = params.get("reason")
-    code = params.int("reason_code")
+    code = params.integer("reason_code")
     if code is not None:
         cause = code
     elif reason is None:
@@ -118,7 +123,7 @@ async def continue_(request: web.Request) -> web.Response:
         ch,
         params.get("context"),
         params.get("extension"),
-        params.int("priority"),
+        params.integer("priority"),
         params.get("label"),
     )
     return no_content()
@@ -128,7 +133,7 @@ async def continue_(request: web.Request) -> web.Response:
 async def move(request: web.Request) -> web.Response:
     params = await Params.read(request)
     pbx, ch = _stasis(request)
-    calls.move(pbx, ch, params.required("app"), params.str("appArgs"))
+    calls.move(pbx, ch, params.required("app"), params.text("appArgs"))
     return no_content()
 
 
@@ -170,7 +175,7 @@ async def progress(request: web.Request) -> web.Response:
 async def dtmf(request: web.Request) -> web.Response:
     params = await Params.read(request)
     pbx, ch = _stasis(request)
-    digits = params.str("dtmf")
+    digits = params.text("dtmf")
     if not digits:
         raise PbxError(400, "DTMF is required")
     if not set(digits.upper()) <= DTMF_CHARS:
@@ -179,10 +184,10 @@ async def dtmf(request: web.Request) -> web.Response:
         pbx,
         ch,
         digits.upper(),
-        before_ms=params.int("before", 0) or 0,
-        between_ms=params.int("between", 100) or 100,
-        duration_ms=params.int("duration", 100) or 100,
-        after_ms=params.int("after", 0) or 0,
+        before_ms=params.integer("before", 0) or 0,
+        between_ms=params.integer("between", 100) or 100,
+        duration_ms=params.integer("duration", 100) or 100,
+        after_ms=params.integer("after", 0) or 0,
     )
     return no_content()
 
@@ -223,7 +228,7 @@ async def unhold(request: web.Request) -> web.Response:
 async def moh(request: web.Request) -> web.Response:
     params = await Params.read(request)
     pbx, ch = _stasis(request)
-    moh_class = params.str("mohClass", "default")
+    moh_class = params.text("mohClass", "default")
     if moh_class not in pbx.config.moh_classes:
         raise PbxError(404, f"Music on hold class '{moh_class}' not found")
     ch.moh = moh_class
@@ -260,7 +265,7 @@ async def _play(request: web.Request, playback_id: str | None) -> web.Response:
             raise PbxError(400, f"Invalid media URI: {uri}")
     if playback_id and playback_id in pbx.playbacks:
         raise PbxError(409, "Playback with given id already exists")
-    pb = playback.start_channel_playback(pbx, ch, media, playback_id, params.str("lang"))
+    pb = playback.start_channel_playback(pbx, ch, media, playback_id, params.text("lang"))
     response = json_response(pb.json(), status=201)
     response.headers["Location"] = f"/playbacks/{pb.id}"
     return response
@@ -319,9 +324,7 @@ def channel_variable(pbx: Pbx, ch: Channel, name: str) -> str | None:
             "pjsip,remote_addr": ch.variables.get("_REMOTE_ADDR", "127.0.0.1:5062"),
         }
         return values.get(item.replace(" ", ""))
-    lookup = lookup_for(pbx, ch)
-    result = lookup(name)  # type: ignore[operator]
-    return result if isinstance(result, str) else None
+    return lookup_for(pbx, ch)(name)
 
 
 @routes.post("/ari/channels/{channelId}/variable")
@@ -330,7 +333,7 @@ async def set_variable(request: web.Request) -> web.Response:
     pbx = pbx_of(request)
     ch = pbx.channel(request.match_info["channelId"])
     name = params.required("variable")
-    value = params.str("value")
+    value = params.text("value")
     if name.upper() == "CHANNEL(LANGUAGE)":
         ch.language = value
         return no_content()
@@ -370,7 +373,7 @@ async def dial(request: web.Request) -> web.Response:
     params = await Params.read(request)
     pbx = pbx_of(request)
     ch = pbx.channel(request.match_info["channelId"])
-    calls.dial_created(pbx, ch, params.get("caller"), float(params.int("timeout", 0) or 0))
+    calls.dial_created(pbx, ch, params.get("caller"), float(params.integer("timeout", 0) or 0))
     return no_content()
 
 

@@ -9,7 +9,7 @@ import json
 from aiohttp import WSMsgType, web
 
 from operadora.sim.pbx import PbxError
-from operadora.sim.routes.params import pbx_of
+from operadora.sim.routes.params import Params, pbx_of
 
 routes = web.RouteTableDef()
 
@@ -44,3 +44,32 @@ async def events(request: web.Request) -> web.StreamResponse:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, ConnectionError):
             await task
+
+
+@routes.post("/ari/events/user/{eventName}")
+async def user_event(request: web.Request) -> web.Response:
+    params = await Params.read(request)
+    pbx = pbx_of(request)
+    application = params.required("application")
+    if not pbx.hub.registered(application):
+        raise PbxError(404, f"Application '{application}' not found")
+    fields: dict[str, object] = {}
+    for source in [s for s in params.text("source").split(",") if s]:
+        kind, _, ident = source.partition(":")
+        if kind == "channel":
+            fields["channel"] = pbx.channel(ident)
+        elif kind == "bridge":
+            bridge = pbx.bridges.get(ident)
+            if bridge is None:
+                raise PbxError(422, "Bridge not found")
+            fields["bridge"] = bridge
+        else:
+            raise PbxError(400, f"Invalid source: {source}")
+    pbx.emit(
+        "ChannelUserevent",
+        eventname=request.match_info["eventName"],
+        userevent=params.variables(),
+        _app=application,
+        **fields,
+    )
+    return web.Response(status=204)

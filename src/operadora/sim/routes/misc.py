@@ -10,7 +10,7 @@ from aiohttp import web
 
 from operadora.sim import playback, recording
 from operadora.sim.hub import ASTERISK_ID
-from operadora.sim.model import ari_time
+from operadora.sim.model import LiveRecording, ari_time
 from operadora.sim.pbx import PbxError
 from operadora.sim.routes.params import Params, json_response, no_content, pbx_of
 from operadora.sim.sounds import KNOWN_DURATIONS
@@ -98,7 +98,7 @@ async def copy_stored(request: web.Request) -> web.Response:
     return json_response({"name": dest, "format": "wav"})
 
 
-def _live(request: web.Request) -> recording.LiveRecording:
+def _live(request: web.Request) -> LiveRecording:
     rec = pbx_of(request).recordings.get(request.match_info["recordingName"])
     if rec is None:
         raise PbxError(404, "Recording not found")
@@ -204,7 +204,7 @@ async def info(request: web.Request) -> web.Response:
             "last_reload_time": ari_time(pbx.started_at),
         },
     }
-    only = [o for o in params.str("only").split(",") if o]
+    only = [o for o in params.text("only").split(",") if o]
     if only:
         body = {k: v for k, v in body.items() if k in only}
     return json_response(body)
@@ -232,7 +232,7 @@ async def get_global(request: web.Request) -> web.Response:
 async def set_global(request: web.Request) -> web.Response:
     params = await Params.read(request)
     pbx = pbx_of(request)
-    pbx.config.globals[params.required("variable")] = params.str("value")
+    pbx.config.globals[params.required("variable")] = params.text("value")
     return no_content()
 
 

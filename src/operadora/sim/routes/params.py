@@ -39,7 +39,7 @@ class Params:
             return "true" if value else "false"
         return str(value)
 
-    def str(self, name: str, default: str = "") -> str:
+    def text(self, name: str, default: str = "") -> str:
         value = self.get(name)
         return default if value is None else value
 
@@ -49,7 +49,7 @@ class Params:
             raise PbxError(400, f"{name} is required")
         return value
 
-    def int(self, name: str, default: int | None = None) -> int | None:
+    def integer(self, name: str, default: int | None = None) -> int | None:
         value = self.get(name)
         if value is None or value == "":
             return default
@@ -58,7 +58,7 @@ class Params:
         except ValueError:
             raise PbxError(400, f"{name} must be an integer") from None
 
-    def bool(self, name: str, default: bool = False) -> bool:
+    def flag(self, name: str, default: bool = False) -> bool:
         value = self.get(name)
         if value is None:
             return default

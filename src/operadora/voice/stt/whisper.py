@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 FRAMES_PER_S = 100  # Whisper's mel hop is 10 ms
 MAX_SHORT_S = 27.0
-MARGIN_FRAMES = 50
+MARGIN_FRAMES = 300  # 3 s of silence after the speech: shorter windows make Whisper loop
 MIN_FRAMES = 300
 SILENCE_RMS = 10 ** (-60 / 20)
 
@@ -80,6 +80,9 @@ class WhisperStt:
         )
         self._tokenizer_cls = Tokenizer
         self._beam_size = beam_size
+        self.timestamps = True
+        self.no_repeat_ngram_size = 0
+        self.repetition_penalty = 1.0
         self.multilingual = bool(self._model.model.is_multilingual)
         self._lock = threading.Lock()  # one decode at a time per model keeps latency predictable
 
@@ -114,22 +117,30 @@ class WhisperStt:
         tokenizer = self._tokenizer_cls(
             model.hf_tokenizer, self.multilingual, task="transcribe", language=language
         )
-        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        timestamps = self.timestamps
+        prompt = list(tokenizer.sot_sequence)
+        if not timestamps:
+            prompt.append(tokenizer.no_timestamps)
         result = model.model.generate(
             encoded,
             [prompt],
             beam_size=self._beam_size,
-            max_length=int(min(224, 12 + frames / 100 * 8)),
+            max_length=int(min(224, 16 + frames / 100 * 10)),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
             suppress_tokens=_suppressed(tokenizer),
+            max_initial_timestamp_index=50,
+            no_repeat_ngram_size=self.no_repeat_ngram_size,
+            repetition_penalty=self.repetition_penalty,
         )[0]
         tokens = result.sequences_ids[0]
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
         # faster-whisper's silence rule: likely no speech and a poor decode
         if result.no_speech_prob > 0.6 and avg_logprob < -1.0:
             return Transcript("", language, 0.0)
+        if timestamps:
+            tokens = _within(tokens, tokenizer.timestamp_begin, _voiced_end_s(audio))
         text = collapse_repeats(tokenizer.decode(tokens).strip())
         return Transcript(text, language, float(np.exp(avg_logprob)))
 
@@ -147,6 +158,31 @@ class WhisperStt:
         )
         text = " ".join(s.text.strip() for s in segments)
         return Transcript(text, info.language)
+
+
+def _voiced_end_s(audio: Float32Audio) -> float:
+    """Where the last 10 ms within 40 dB of the loudest one ends."""
+    win = STT_RATE // 100
+    n = audio.size // win
+    if n == 0:
+        return audio.size / STT_RATE
+    rms = np.sqrt(np.mean(np.square(audio[: n * win].reshape(n, win)), axis=1))
+    voiced = np.flatnonzero(rms > float(rms.max()) * 0.01)
+    return float(voiced[-1] + 1) / 100 if voiced.size else audio.size / STT_RATE
+
+
+def _within(tokens: list[int], timestamp_begin: int, duration_s: float) -> list[int]:
+    """Text tokens of the segments that start inside the audio: with a window shorter than 30 s
+    Whisper may loop back and "hear" the utterance again after its end."""
+    kept: list[int] = []
+    inside = True
+    for token in tokens:
+        if token >= timestamp_begin:
+            inside = (token - timestamp_begin) * 0.02 < duration_s - 0.1 or not kept
+            continue
+        if inside:
+            kept.append(token)
+    return kept
 
 
 def collapse_repeats(text: str) -> str:

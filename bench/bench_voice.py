@@ -1,0 +1,156 @@
+"""Voice agent benchmark: embedded engines on this CPU, over a real AudioSocket connection.
+
+Measures voice-to-voice latency (last voiced sample of the caller sent -> first agent audio
+received, on the wire) broken down by stage, barge-in reaction (caller speech onset sent -> agent
+audio stopped on the wire), and Whisper's word error rate on Asterisk's recorded English prompts
+at 8 kHz. Final lines: v2v_p50_ms, v2v_p95_ms, overhead_p99_ms, bargein_p95_ms, stt_wer_en.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from voice_call import converse  # noqa: E402
+from voice_corpus import Prompt, edit_distance, load_prompts, normalise  # noqa: E402
+
+from operadora.audiosocket.peer import AsteriskPeer  # noqa: E402
+from operadora.audiosocket.server import start_media_server  # noqa: E402
+from operadora.config import Settings  # noqa: E402
+from operadora.events import EventBus, TurnEvent  # noqa: E402
+from operadora.media import MediaSession  # noqa: E402
+from operadora.voice.engines import STT_RATE  # noqa: E402
+from operadora.voice.factory import build_engines, warm_up  # noqa: E402
+from operadora.voice.pcm import resample  # noqa: E402
+from operadora.voice.session import Engines, VoiceAgentSession  # noqa: E402
+from operadora.voice.stt.whisper import WhisperStt  # noqa: E402
+
+STAGES = ("endpointing_ms", "stt_ms", "agent_ms", "tts_first_chunk_ms", "overhead_ms")
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def row(name: str, values: list[float]) -> str:
+    return (
+        f"  {name:<22} p50 {pct(values, 50):7.1f}  p95 {pct(values, 95):7.1f}  "
+        f"p99 {pct(values, 99):7.1f}  (n={len(values)})"
+    )
+
+
+async def conversation(
+    settings: Settings, engines: Engines, prompts: list[Prompt], rate: int
+) -> tuple[list[float], list[TurnEvent], list[float]]:
+    bus = EventBus()
+    events = bus.subscribe()
+
+    async def handler(media: MediaSession) -> None:
+        session = VoiceAgentSession(
+            media, engines, settings.voice, bus, str(media.call_uuid), language="en", greet=False
+        )
+        await session.run()
+
+    media_settings = settings.media.model_copy(update={"host": "127.0.0.1", "port": 0})
+    server = await start_media_server(media_settings, handler)
+    try:
+        peer = await AsteriskPeer.connect("127.0.0.1", server.port)
+        log = await converse(peer, prompts, rate, barge_after_s=0.6)
+        await peer.close()
+    finally:
+        await server.close()
+    turns = []
+    while not events.empty():
+        event = events.get_nowait()
+        if isinstance(event, TurnEvent) and event.speaker == "agent" and event.latency_ms:
+            turns.append(event)
+    wire = [
+        (t.first_agent_audio - t.last_voice_sent) * 1000
+        for t in log.turns
+        if t.first_agent_audio is not None
+    ]
+    barge = [
+        (t.agent_stopped - t.barge_onset_sent) * 1000
+        for t in log.turns
+        if t.agent_stopped is not None and t.barge_onset_sent is not None
+    ]
+    missed = len(log.turns) - len(wire)
+    if missed:
+        print(f"  {missed} turn(s) got no agent answer within 10 s")
+    return wire, turns, barge
+
+
+def word_error_rate(stt: WhisperStt, prompts: list[Prompt]) -> tuple[float, float, list[str]]:
+    errors = words = 0
+    audio_s = decode_s = 0.0
+    worst: list[tuple[int, str]] = []
+    for prompt in prompts:
+        audio = resample(prompt.audio, prompt.rate, STT_RATE)
+        started = time.perf_counter()
+        text = stt.transcribe_sync(audio, "en").text
+        decode_s += time.perf_counter() - started
+        audio_s += prompt.audio.size / prompt.rate
+        ref, hyp = normalise(prompt.text), normalise(text)
+        distance = edit_distance(ref, hyp)
+        errors += distance
+        words += len(ref)
+        if distance:
+            worst.append((distance, f"{prompt.name}: {prompt.text!r} -> {text!r}"))
+    worst.sort(reverse=True)
+    return errors / max(1, words), decode_s / max(audio_s, 1e-9), [w for _, w in worst[:5]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer turns and prompts")
+    parser.add_argument("--turns", type=int, default=None)
+    parser.add_argument("--wer-prompts", type=int, default=None)
+    parser.add_argument("--rate", type=int, default=8000, choices=(8000, 16000))
+    args = parser.parse_args()
+    turns_n = args.turns or (8 if args.quick else 24)
+    wer_n = args.wer_prompts if args.wer_prompts is not None else (40 if args.quick else None)
+
+    settings = Settings()
+    started = time.perf_counter()
+    engines = build_engines(settings.voice, "en")
+    asyncio.run(warm_up(engines))
+    print(f"engines loaded in {time.perf_counter() - started:.1f} s: {engines.stt.name}, "
+          f"{engines.tts.name}, {engines.agent.name}, vad {settings.voice.vad.engine}")
+    prompts = load_prompts()
+    callers = [p for p in prompts if 0.8 <= p.audio.size / p.rate <= 3.5][:turns_n]
+
+    print(f"\nconversation: {len(callers)} caller turns at {args.rate} Hz over AudioSocket")
+    wire, turns, barge = asyncio.run(conversation(settings, engines, callers, args.rate))
+    v2v_internal = [t.latency_ms or 0.0 for t in turns]
+    print(row("v2v on the wire", wire))
+    print(row("v2v in the engine", v2v_internal))
+    for stage in STAGES:
+        print(row(stage, [t.timings.get(stage, 0.0) for t in turns]))
+    print(row("stt decode (compute)", [t.timings.get("stt_decode_ms", 0.0) for t in turns]))
+    print(row("barge-in reaction", barge))
+
+    assert isinstance(engines.stt, WhisperStt)
+    wer_prompts = prompts if wer_n is None else prompts[:wer_n]
+    print(f"\nSTT accuracy: {len(wer_prompts)} Asterisk prompts, 8 kHz resampled to 16 kHz")
+    wer, rtf, worst = word_error_rate(engines.stt, wer_prompts)
+    print(f"  real-time factor {rtf:.3f}; worst transcripts:")
+    for line in worst:
+        print(f"    {line}")
+
+    overhead = [t.timings.get("overhead_ms", 0.0) for t in turns]
+    print(f"v2v_p50_ms: {pct(wire, 50):.0f}")
+    print(f"v2v_p95_ms: {pct(wire, 95):.0f}")
+    print(f"overhead_p99_ms: {pct(overhead, 99):.1f}")
+    print(f"bargein_p95_ms: {pct(barge, 95):.0f}")
+    print(f"stt_wer_en: {wer * 100:.1f}%")
+
+
+if __name__ == "__main__":
+    main()

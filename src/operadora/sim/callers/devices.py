@@ -1,0 +1,79 @@
+"""Simulated people on the simulator's lines: personas calling in, extensions and queue members
+answering what the PBX dials. These are the glue between the callers package and the
+simulator's device hook (``operadora.sim.lines.Line``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from operadora.sim.callers.audio import CallerAudio
+from operadora.sim.callers.extensions import (
+    Directory,
+    DirectorySettings,
+    ExtensionAgent,
+    ExtensionBehaviour,
+)
+from operadora.voice.engines import TextToSpeech
+
+log = logging.getLogger(__name__)
+
+LINE_RATE = 8000  # a phone line: slin at 8 kHz
+
+# Who answers in the demo: sales picks up, billing is busy, anyone else never answers.
+DEMO_DIRECTORY = DirectorySettings(
+    extensions=[
+        ExtensionBehaviour(
+            endpoint="PJSIP/201",
+            name="Sam (sales)",
+            ring_s=2.0,
+            talk_s=5.0,
+            say="Hello, this is Sam from sales. How can I help you?",
+        ),
+        ExtensionBehaviour(endpoint="PJSIP/202", name="Billing desk", action="busy", ring_s=1.0),
+        ExtensionBehaviour(
+            endpoint="PJSIP/agent*",
+            name="Support agent",
+            ring_s=3.0,
+            talk_s=5.0,
+            say="Support, this is Alex speaking.",
+        ),
+    ],
+    default_action="no_answer",
+)
+
+# Dialplan added to the simulator's for the demo: the extensions the agent transfers to.
+DEMO_DIALPLAN = """
+[call-center]
+exten => 201,1,NoOp(Sales desk)
+ same => n,Dial(PJSIP/201,20)
+ same => n,Hangup()
+exten => 202,1,NoOp(Billing desk)
+ same => n,Dial(PJSIP/202,20)
+ same => n,Hangup()
+"""
+
+DialHandler = Callable[[Any], Awaitable[None]]
+
+
+def extension_dial_handler(
+    directory: Directory,
+    tts: TextToSpeech | None = None,
+    on_decision: Callable[[str, str], None] | None = None,
+) -> DialHandler:
+    """The simulator's dial hook: whoever it dials behaves as the directory says."""
+
+    async def handle(line: Any) -> None:
+        decision = directory.decide(line.endpoint)
+        if on_decision is not None:
+            on_decision(line.endpoint, decision.action)
+        audio = CallerAudio(LINE_RATE)
+        line.attach(audio, audio)
+        log.info("sim: %s rings; it will %s", line.endpoint, decision.action)
+        try:
+            await ExtensionAgent(decision, line, audio=audio, tts=tts).run()
+        finally:
+            line.close()
+
+    return handle

