@@ -231,6 +231,30 @@ def api_latency(engine: Engine) -> list[float]:
     return times
 
 
+def recorder_throughput(engine: Engine, turns: int = 2000) -> None:
+    """How fast the recorder writes events to the call records (SQLite, one transaction each)."""
+
+    async def run() -> float:
+        await engine.recorder.drain()
+        t0 = time.perf_counter()
+        for n in range(turns):
+            engine.bus.publish(
+                ev.TurnEvent(
+                    f"call-{n % CALLS:02d}",
+                    speaker="caller",
+                    text=f"turn {n} of the recorder benchmark",
+                )
+            )
+        await engine.recorder.drain()
+        return time.perf_counter() - t0
+
+    elapsed = engine.run(run())
+    print(
+        f"recorder: {turns} turns written in {elapsed:.2f} s "
+        f"({turns / elapsed:.0f} events/s, SQLite)"
+    )
+
+
 def main() -> int:
     if not Path(CHROMIUM).exists():
         print("chromium missing: run `make system-deps` (scripts/system-deps.sh)", file=sys.stderr)
@@ -241,6 +265,7 @@ def main() -> int:
             start_calls(engine)
             painted = asyncio.run(dashboard_latency(engine))
             api = api_latency(engine)
+            recorder_throughput(engine)
         finally:
             engine.stop()
     print(f"dashboard_update_p95_ms: {pct(painted, 95):.1f}")

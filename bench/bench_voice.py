@@ -18,19 +18,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from voice_call import converse  # noqa: E402
-from voice_corpus import Prompt, edit_distance, load_prompts, normalise  # noqa: E402
-
-from operadora.audiosocket.peer import AsteriskPeer  # noqa: E402
-from operadora.audiosocket.server import start_media_server  # noqa: E402
-from operadora.config import Settings  # noqa: E402
-from operadora.events import EventBus, TurnEvent  # noqa: E402
-from operadora.media import MediaSession  # noqa: E402
-from operadora.voice.engines import STT_RATE  # noqa: E402
-from operadora.voice.factory import build_engines, warm_up  # noqa: E402
-from operadora.voice.pcm import resample  # noqa: E402
-from operadora.voice.session import Engines, VoiceAgentSession  # noqa: E402
-from operadora.voice.stt.whisper import WhisperStt  # noqa: E402
+from operadora.audiosocket.peer import AsteriskPeer
+from operadora.audiosocket.server import start_media_server
+from operadora.config import Settings
+from operadora.events import EventBus, TurnEvent
+from operadora.voice.engines import STT_RATE
+from operadora.voice.factory import agent_handler, build_engines, warm_up
+from operadora.voice.pcm import resample
+from operadora.voice.session import Engines
+from operadora.voice.stt.whisper import WhisperStt
+from voice_call import converse
+from voice_corpus import Prompt, edit_distance, load_prompts, normalise
 
 STAGES = ("endpointing_ms", "stt_ms", "agent_ms", "tts_first_chunk_ms", "overhead_ms")
 
@@ -52,12 +50,7 @@ async def conversation(
     bus = EventBus()
     events = bus.subscribe()
 
-    async def handler(media: MediaSession) -> None:
-        session = VoiceAgentSession(
-            media, engines, settings.voice, bus, str(media.call_uuid), language="en", greet=False
-        )
-        await session.run()
-
+    handler = agent_handler(engines, settings.voice, bus, language="en", greet=False)
     media_settings = settings.media.model_copy(update={"host": "127.0.0.1", "port": 0})
     server = await start_media_server(media_settings, handler)
     try:
@@ -121,8 +114,10 @@ def main() -> None:
     started = time.perf_counter()
     engines = build_engines(settings.voice, "en")
     asyncio.run(warm_up(engines))
-    print(f"engines loaded in {time.perf_counter() - started:.1f} s: {engines.stt.name}, "
-          f"{engines.tts.name}, {engines.agent.name}, vad {settings.voice.vad.engine}")
+    print(
+        f"engines loaded in {time.perf_counter() - started:.1f} s: {engines.stt.name}, "
+        f"{engines.tts.name}, {engines.agent.name}, vad {settings.voice.vad.engine}"
+    )
     prompts = load_prompts()
     callers = [p for p in prompts if 0.8 <= p.audio.size / p.rate <= 3.5][:turns_n]
 

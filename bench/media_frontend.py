@@ -9,14 +9,15 @@ measures.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import cProfile
+import logging
 import os
 import time
 from dataclasses import asdict
 from multiprocessing.connection import Connection
 from typing import Any
 
+from media_load import raise_priority
 from operadora.audio.framing import Reframer
 from operadora.audio.resample import StreamResampler
 from operadora.audio.vad import SileroVad
@@ -93,13 +94,6 @@ class Frontend:
             session.play(item.pcm, item.sample_rate)  # the echo, paced like agent audio
 
 
-def raise_priority(niceness: int) -> None:
-    """Run ahead of ordinary processes when allowed (as Asterisk does with ``-p``)."""
-    if niceness:
-        with contextlib.suppress(OSError):
-            os.nice(-niceness)
-
-
 def server_main(
     conn: Connection,
     port: int,
@@ -110,6 +104,8 @@ def server_main(
     vad_rate: int = VAD_RATE,
 ) -> None:
     raise_priority(priority)
+    # peers that vanish when a load step ends would log one warning each
+    logging.getLogger("operadora.audiosocket").setLevel(logging.ERROR)
     loop = new_event_loop(use_uvloop)
     profile_to = os.environ.get("OPERADORA_BENCH_PROFILE")
     profiler = cProfile.Profile() if profile_to else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import time
 import uuid
@@ -22,6 +23,24 @@ from operadora.audiosocket.workers import new_event_loop
 FRAME_S = 0.02
 FRAME_BYTES = 320
 WIRE_FRAME = 3 + FRAME_BYTES
+
+
+def grid_errors(times: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Each arrival's distance from the connection's 20 ms grid, frames missing, bursts.
+
+    The grid's phase is the circular mean of the arrival phases (robust to a late first
+    frame); a frame's error is how far it lands from its slot on that grid, so it is measured
+    modulo the frame period: a frame more than 10 ms late lands in the next slot, which then
+    holds two frames (a burst, i.e. late) and leaves its own slot empty (missing).
+    """
+    angles = 2 * np.pi * (times % FRAME_S) / FRAME_S
+    phase = float(np.angle(np.mean(np.exp(1j * angles)))) / (2 * np.pi) * FRAME_S
+    slots = np.rint((times - phase) / FRAME_S)
+    offsets = times - phase - slots * FRAME_S
+    error = np.abs(offsets - np.median(offsets))
+    expected = int(slots[-1] - slots[0]) + 1
+    filled = np.unique(slots).size
+    return error, max(0, expected - filled), times.size - filled
 
 
 class Peer(asyncio.Protocol):
@@ -48,27 +67,49 @@ class Peer(asyncio.Protocol):
         self.closed = True
 
 
-def load_main(
-    conn: Connection,
-    port: int,
-    calls: int,
-    audio: bytes,
-    start_at: float,
-    stop_at: float,
-    priority: int,
-) -> None:
+def raise_priority(priority: int) -> None:
+    """Run ahead of ordinary processes when allowed, as Asterisk does with ``-p``.
+
+    ``priority`` > 0 lowers the niceness by that much; < 0 asks for SCHED_FIFO real-time
+    scheduling at ``-priority`` (falling back to niceness -10 when not permitted).
+    """
+    if priority < 0:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(-priority))
+            return
+        except (OSError, AttributeError):
+            priority = 10
     if priority:
         with contextlib.suppress(OSError):
             os.nice(-priority)
+
+
+def load_main(conn: Connection, port: int, calls: int, audio: bytes, priority: int) -> None:
+    """Connect ``calls`` peers, say ``ready``, stream until the window the parent sends ends."""
+    raise_priority(priority)
     loop = new_event_loop(True)
     try:
-        result = loop.run_until_complete(_run(port, calls, audio, start_at, stop_at))
+        result = loop.run_until_complete(_run(conn, port, calls, audio))
     finally:
         loop.close()
     conn.send(result)
 
 
-async def _run(port: int, calls: int, audio: bytes, start_at: float, stop_at: float) -> dict:
+async def _stream(peers: list[Peer], frames: list[bytes], until: list[float]) -> None:
+    grid = time.monotonic()
+    tick = 0
+    while time.monotonic() < until[0]:
+        deadline = grid + tick * FRAME_S
+        delay = deadline - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        for index, peer in enumerate(peers):
+            if not peer.closed and peer.transport is not None:
+                peer.transport.write(frames[(tick + index * 7) % len(frames)])
+        tick += 1
+
+
+async def _run(conn: Connection, port: int, calls: int, audio: bytes) -> dict:
     loop = asyncio.get_running_loop()
     peers: list[Peer] = []
     failed = 0
@@ -85,21 +126,15 @@ async def _run(port: int, calls: int, audio: bytes, start_at: float, stop_at: fl
         serialize(AudioFrame(audio[i : i + FRAME_BYTES], 8000))
         for i in range(0, len(audio) - FRAME_BYTES + 1, FRAME_BYTES)
     ]
-    grid = time.monotonic()
-    tick = 0
-    while True:
-        deadline = grid + tick * FRAME_S
-        now = time.monotonic()
-        if now >= stop_at:
-            break
-        if deadline > now:
-            await asyncio.sleep(deadline - now)
-        for index, peer in enumerate(peers):
-            if not peer.closed and peer.transport is not None:
-                peer.transport.write(frames[(tick + index * 7) % len(frames)])
-        tick += 1
+    until = [math.inf]
+    streaming = loop.create_task(_stream(peers, frames, until))
+    conn.send("ready")
+    start_at, stop_at = await loop.run_in_executor(None, conn.recv)
+    until[0] = stop_at
+    await streaming
     errors: list[np.ndarray] = []
     missing = 0
+    bursts = 0
     closed = 0
     for peer in peers:
         closed += peer.closed
@@ -107,11 +142,10 @@ async def _run(port: int, calls: int, audio: bytes, start_at: float, stop_at: fl
         if times.size < 2:
             missing += int((stop_at - start_at) / FRAME_S)
             continue
-        index = np.rint((times - times[0]) / FRAME_S)
-        expected = int(index[-1]) + 1
-        missing += max(0, expected - times.size)
-        offsets = times - index * FRAME_S
-        errors.append(offsets - offsets.min())
+        error, lost, burst = grid_errors(times)
+        errors.append(error)
+        missing += lost
+        bursts += burst
     for peer in peers:
         if peer.transport is not None:
             peer.transport.close()
@@ -121,15 +155,15 @@ async def _run(port: int, calls: int, audio: bytes, start_at: float, stop_at: fl
         "failed": failed,
         "closed_by_server": closed,
         "missing": missing,
+        "bursts": bursts,
         "errors": np.concatenate(errors) if errors else np.zeros(0),
     }
 
 
-def timer_floor_main(conn: Connection, start_at: float, stop_at: float, priority: int) -> None:
+def timer_floor_main(conn: Connection, priority: int) -> None:
     """Control: how late a bare 20 ms timer wakes on this machine while the benchmark runs."""
-    if priority:
-        with contextlib.suppress(OSError):
-            os.nice(-priority)
+    raise_priority(priority)
+    start_at, stop_at = conn.recv()
     lateness: list[float] = []
     tick = 0
     while True:

@@ -68,7 +68,10 @@ class BenchCaller:
             chunk = pcm[pos : pos + self.frame_bytes]
             chunk += bytes(self.frame_bytes - len(chunk))
             sent = await self._send(chunk)
-            start_sample, end_sample = index * self.frame_bytes // 2, (index + 1) * self.frame_bytes // 2
+            start_sample, end_sample = (
+                index * self.frame_bytes // 2,
+                (index + 1) * self.frame_bytes // 2,
+            )
             if start_sample <= first < end_sample:
                 first_at = sent
             if start_sample < last <= end_sample:

@@ -12,7 +12,10 @@ import numpy.typing as npt
 
 from operadora.voice.wavio import read_wav
 
-SOUNDS_DIRS = (Path("/usr/share/asterisk/sounds/en"), Path("/usr/share/asterisk/sounds/en_US_f_Allison"))
+SOUNDS_DIRS = (
+    Path("/usr/share/asterisk/sounds/en"),
+    Path("/usr/share/asterisk/sounds/en_US_f_Allison"),
+)
 TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
 # isolated numbers, letters and spelling alphabets are not sentences a caller says
 SKIP_FOLDERS = ("digits/", "letters/", "phonetic/", "silence/", "dictate/")
@@ -42,12 +45,30 @@ def _number_words(match: re.Match[str]) -> str:
 
 
 _CONTRACTIONS = {
-    "i'm": "i am", "that's": "that is", "it's": "it is", "you've": "you have",
-    "you're": "you are", "we're": "we are", "they're": "they are", "can't": "cannot",
-    "won't": "will not", "don't": "do not", "doesn't": "does not", "isn't": "is not",
-    "there's": "there is", "what's": "what is", "let's": "let us", "i'll": "i will",
-    "you'll": "you will", "we'll": "we will", "i've": "i have", "we've": "we have",
-    "didn't": "did not", "haven't": "have not", "wasn't": "was not", "aren't": "are not",
+    "i'm": "i am",
+    "that's": "that is",
+    "it's": "it is",
+    "you've": "you have",
+    "you're": "you are",
+    "we're": "we are",
+    "they're": "they are",
+    "can't": "cannot",
+    "won't": "will not",
+    "don't": "do not",
+    "doesn't": "does not",
+    "isn't": "is not",
+    "there's": "there is",
+    "what's": "what is",
+    "let's": "let us",
+    "i'll": "i will",
+    "you'll": "you will",
+    "we'll": "we will",
+    "i've": "i have",
+    "we've": "we have",
+    "didn't": "did not",
+    "haven't": "have not",
+    "wasn't": "was not",
+    "aren't": "are not",
 }
 
 

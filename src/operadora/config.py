@@ -141,6 +141,9 @@ class VoiceSettings(_Section):
     # decode the utterance speculatively at the first pause, so the transcript is ready at end of turn
     speculative_stt: bool = True
     playback_lookahead_ms: float = Field(60.0, ge=20)  # agent audio queued ahead of the wire
+    # when the speculative transcript already reads as a finished sentence, end the turn after this
+    # much silence instead of vad.end_of_turn_silence_ms (0: always wait the full silence)
+    complete_turn_silence_ms: int = Field(160, ge=0)
 
 
 class StoreSettings(_Section):
@@ -193,6 +196,13 @@ class DialplanSettings(_Section):
     trunk_password: SecretStr | None = None
 
 
+EndpointState = Literal["online", "offline", "unknown"]
+
+
+def _default_sim_endpoints() -> dict[str, EndpointState]:
+    return {"PJSIP/gateway-fxo-1": "online"}
+
+
 class SimSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8088, ge=0, le=65535)
@@ -205,9 +215,7 @@ class SimSettings(_Section):
     musiconhold_file: Path | None = None
     globals: dict[str, str] = Field(default_factory=dict)  # override dialplan [globals]
     # extra endpoints and their states, e.g. {"PJSIP/gateway-fxo-1": "online"}
-    endpoints: dict[str, Literal["online", "offline", "unknown"]] = Field(
-        default_factory=lambda: {"PJSIP/gateway-fxo-1": "online"}
-    )
+    endpoints: dict[str, EndpointState] = Field(default_factory=_default_sim_endpoints)
     sounds_dir: Path = Path("/usr/share/asterisk/sounds/en")
 
 

@@ -33,13 +33,14 @@ from operadora.sim.callers.devices import (
     DEMO_DIALPLAN,
     DEMO_DIRECTORY,
     LINE_RATE,
+    call_in,
     extension_dial_handler,
 )
-from operadora.sim.callers.extensions import Directory
+from operadora.sim.callers.extensions import Directory, DirectorySettings
 from operadora.sim.callers.lines import AudioSocketLine
 from operadora.sim.callers.live import CallView, DemoBoard, latency_summary, summary_table
 from operadora.sim.callers.outcome import judge
-from operadora.sim.callers.persona import CallerEvent, PersonaRun
+from operadora.sim.callers.persona import CallerEvent, CallerReport, PersonaRun
 from operadora.sim.callers.scenario import Persona, load_personas, shipped_personas
 from operadora.sim.callers.voices import CallerVoice, TtsFactory, espeak_factory
 from operadora.sim.faults import FaultInjector
@@ -76,12 +77,14 @@ class DemoOptions:
     rate_per_s: float = 0.3
     personas: tuple[str, ...] = ()  # shipped persona names, in order; default: DEMO_ORDER
     scenario_paths: tuple[Path, ...] = ()  # extra persona files or folders
+    arrivals: Literal["uniform", "poisson"] = "uniform"
     seed: int | None = None
     live: bool = True
     caller_stt: bool = False  # callers transcribe what they hear (costs CPU)
     call_timeout_s: float = 120.0
     dashboard: bool = True
     route: Literal["sim", "direct"] = "sim"  # through the PBX simulator, or AudioSocket only
+    directory: DirectorySettings | None = None  # who answers what the PBX dials
 
 
 @dataclass(slots=True)
@@ -205,7 +208,9 @@ class Demo:
         stack.push_async_callback(self.simulator.close)
         tts = CallerVoice(self._tts_factory)
         self.simulator.set_dial_handler(
-            extension_dial_handler(Directory(DEMO_DIRECTORY), tts, self._on_dialled)
+            extension_dial_handler(
+                Directory(self.options.directory or DEMO_DIRECTORY), tts, self._on_dialled
+            )
         )
 
     def _engine_settings(self, state_dir: Path) -> Settings:
@@ -340,59 +345,39 @@ class Demo:
             await work
 
     async def _place_calls(self) -> None:
-        settings = ArrivalSettings(rate_per_s=self.options.rate_per_s, seed=self.options.seed)
+        settings = ArrivalSettings(
+            rate_per_s=self.options.rate_per_s,
+            process=self.options.arrivals,
+            seed=self.options.seed,
+        )
         calls: list[asyncio.Task[None]] = []
         async for arrival, view in arrivals(self.board.calls, len(self.board.calls), settings):
             calls.append(asyncio.create_task(self._call(view), name=f"demo-call-{arrival.index}"))
         await asyncio.gather(*calls)
 
-    async def _dial(self, view: CallView, audio: CallerAudio) -> Any:
-        """Place the persona's call; returns its line (LineControl)."""
-        persona = view.persona
-        if self.simulator is not None:
-            line = self.simulator.inbound_call(
-                "PJSIP/gateway-fxo-1",
-                context="call-center",
-                extension="110",
-                caller_id=str(persona.caller_id),
-                variables={"OPERADORA_DID": persona.did},
-            )
-            self._by_channel[line.channel_id] = view
-            line.attach(audio, audio)
-            return line
-        direct = AudioSocketLine("127.0.0.1", self.engine.media_server.port, audio)
-        view.call_id = str(direct.call_uuid)
-        self._by_call_id[view.call_id] = view
-        await direct.connect()
-        return direct
-
     async def _call(self, view: CallView) -> None:
         persona = view.persona
-        audio = CallerAudio(LINE_RATE)
         view.state, view.started_at = "dialing", time.monotonic()
-        line: Any = None
+        tts = CallerVoice(self._tts_factory, persona.voice)
+        stt = self._caller_stt.get(persona.language)
+        on_event = self._on_caller_event(view)
         try:
-            line = await self._dial(view, audio)
+            if self.simulator is not None:
+                call = call_in(
+                    self.simulator,
+                    persona,
+                    tts,
+                    stt,
+                    on_line=lambda line: self._by_channel.__setitem__(line.channel_id, view),
+                    on_event=on_event,
+                )
+            else:
+                call = self._call_direct(view, tts, stt, on_event)
             view.state = "talking"
-            run = PersonaRun(
-                persona,
-                audio,
-                line,
-                CallerVoice(self._tts_factory, persona.voice),
-                self._caller_stt.get(persona.language),
-                on_event=self._on_caller_event(view),
-            )
-            view.report = await asyncio.wait_for(run.run(), self.options.call_timeout_s)
+            view.report = await asyncio.wait_for(call, self.options.call_timeout_s)
         except (TimeoutError, OSError) as exc:
             view.detail = f"{type(exc).__name__}: {exc}"
             log.warning("demo call %d failed: %s", view.index + 1, exc)
-        finally:
-            if isinstance(line, AudioSocketLine):
-                await line.close()
-            elif line is not None:
-                if not line.ended:
-                    await line.hangup()
-                line.close()
         if view.call_id:
             ended = self._ended.setdefault(view.call_id, asyncio.Event())
             with contextlib.suppress(TimeoutError):
@@ -403,6 +388,24 @@ class Demo:
         view.verdict = judge(view.events, view.report, persona.expect)
         if view.report is None:
             view.verdict.outcome, view.verdict.ok = "failed", False
+
+    async def _call_direct(
+        self,
+        view: CallView,
+        tts: CallerVoice,
+        stt: SpeechToText | None,
+        on_event: Callable[[CallerEvent], None],
+    ) -> CallerReport:
+        """The seed's direct route: the persona connects to the media server as AudioSocket()."""
+        audio = CallerAudio(LINE_RATE)
+        line = AudioSocketLine("127.0.0.1", self.engine.media_server.port, audio)
+        view.call_id = str(line.call_uuid)
+        self._by_call_id[view.call_id] = view
+        try:
+            await line.connect()
+            return await PersonaRun(view.persona, audio, line, tts, stt, on_event=on_event).run()
+        finally:
+            await line.close()
 
     def _on_caller_event(self, view: CallView) -> Callable[[CallerEvent], None]:
         def on_event(event: CallerEvent) -> None:

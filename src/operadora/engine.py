@@ -21,7 +21,7 @@ from operadora.ari.websocket import EventStream
 from operadora.calls.actions import EngineCallActions
 from operadora.calls.agent import CallAgent
 from operadora.calls.call import CallContext
-from operadora.calls.resync import resync
+from operadora.calls.resync import recover, resync
 from operadora.calls.services import CallService
 from operadora.calls.stasis import StasisRouter
 from operadora.config import AriServerSettings, Settings
@@ -152,6 +152,8 @@ class Engine:
             if reconnected:
                 connection.resyncs += 1
                 await resync(service, client)
+            elif self.settings.state.backend == "memory":  # the only engine on this Asterisk
+                await recover(service, client, router)
 
         stream = EventStream(
             client,

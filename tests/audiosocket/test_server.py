@@ -93,11 +93,14 @@ async def test_play_resamples_and_counts_what_was_played(media_server) -> None:
     ready = asyncio.Event()
     sessions: list[MediaSession] = []
 
+    queued_after_play: list[float] = []
+
     async def handler(session: MediaSession) -> None:
         sessions.append(session)
         async for item in session.inbound():
             if isinstance(item, AudioIn) and not ready.is_set():
                 session.play(agent_audio, 16000)  # TTS at 16 kHz onto an 8 kHz line
+                queued_after_play.append(session.queued_ms)
                 ready.set()
 
     async with media_server(handler) as server:
@@ -106,7 +109,7 @@ async def test_play_resamples_and_counts_what_was_played(media_server) -> None:
         await asyncio.wait_for(ready.wait(), 5)
         session = sessions[0]
         # the streaming filter holds back ~24 ms until the queue runs short, then releases it
-        assert 160 <= session.queued_ms <= 200
+        assert 160 <= queued_after_play[0] <= 200
         await wait_for(lambda: session.played_ms >= 195)
         assert session.queued_ms == 0
         assert session.played_ms <= 205
@@ -136,17 +139,20 @@ async def test_clear_stops_playback_within_a_frame(media_server) -> None:
         await wait_for(lambda: bool(sessions) and sessions[0].played_ms >= 100)
         session = sessions[0]
         dropped = session.clear()
+        written_before_clear = server.live_sessions()[0].stats.frames_out
         assert dropped > 0
         assert session.queued_ms == 0
         played_at_clear = session.played_ms
-        count_at_clear = len(peer.audio())
-        await asyncio.sleep(0.2)
+        await wait_for(lambda: len(peer.audio()) >= written_before_clear + 5)
         assert session.played_ms == played_at_clear
-        after = peer.audio()[count_at_clear:]
-        # at most the frame already on the wire carries audio, then silence only
-        loud = [i for i, f in enumerate(after) if np.abs(np.frombuffer(f.pcm, "<i2")).max() > 0]
-        assert all(i < 2 for i in loud)
-        assert len(after) >= 5
+        frames = peer.audio()
+        # the client's frames are the server's writes in order: all of them after clear() are
+        # silence, i.e. playback stopped at the very next frame
+        assert any(
+            np.abs(np.frombuffer(f.pcm, "<i2")).max() > 0 for f in frames[:written_before_clear]
+        )
+        after = frames[written_before_clear:]
+        assert after and all(f.pcm == bytes(len(f.pcm)) for f in after)
         await peer.close()
 
 
@@ -206,7 +212,7 @@ async def test_silence_keeps_a_quiet_line_alive(media_server) -> None:
         assert {(f.kind, len(f.pcm)) for f in frames} == {(0x10, 320)}
         assert pcm_of(frames) == bytes(len(pcm_of(frames)))
         times = [r.at for r in peer.received]
-        assert max(np.diff(times)) < 0.5  # a steady stream, never a 2 s gap
+        assert max(np.diff(times)) < 1.0  # a steady stream, never Asterisk's 2 s timeout
         await peer.close()
 
 
@@ -235,15 +241,14 @@ async def test_server_close_hangs_up_every_call(media_server) -> None:
 
 
 async def test_paced_output_is_steady(media_server) -> None:
-    # a behavioural check (not a speed measurement): one frame per tick, no bursts
+    # behaviour, not speed: one frame per tick at most, and every frame written arrives
     async with media_server(echo_handler) as server:
         peer = await AsteriskPeer.connect("127.0.0.1", server.port)
         await peer.stream_audio(tone(1.0, 8000), 8000)
-        await asyncio.sleep(0.1)
-        stats = server.stats()
-        ticks = server.pacer.ticks
-        assert stats.frames_out + stats.skipped_frames <= ticks + 1
-        arrivals = [r.at for r in peer.received]
-        span = arrivals[-1] - arrivals[0]
-        assert len(arrivals) <= span / 0.02 + 2 + stats.skipped_frames
+        (session,) = server.live_sessions()
+        assert session.stats.frames_out <= server.pacer.ticks
+        assert session.stats.frames_out >= 25  # the writer really ran during that second
+        await session.hangup()  # flushes what was written, then closes
+        assert await peer.wait_closed(10)
+        assert len(peer.audio()) == session.stats.frames_out
         await peer.close()

@@ -109,3 +109,27 @@ def _wav() -> bytes:
         w.setframerate(8000)
         w.writeframes(b"\x00\x00" * 800)
     return buf.getvalue()
+
+
+async def test_a_call_ended_before_its_record_stays_in_history(
+    running: Running, browser: Any
+) -> None:
+    page = await open_dashboard(browser, running, running.admin)
+    reloads: list[str] = []
+    page.on("request", lambda r: reloads.append(r.url) if "state=ended" in r.url else None)
+    running.bus.publish(ev.CallArrivedEvent("slow", caller_id="+1888"))
+    await expect(page.locator("#call-slow")).to_have_count(1)
+    await running.recorder.stop()  # the records lag behind: the end is not written yet
+    running.bus.publish(ev.CallEndedEvent("slow", disposition="abandoned", ended_by="caller"))
+    row = page.locator(".history-row[data-call-id=slow]")
+    await expect(row.locator(".outcome")).to_have_text("abandoned")
+    seen = len(reloads)
+    await page.wait_for_function(
+        f"() => performance.getEntriesByType('resource')"
+        f".filter(e => e.name.includes('state=ended')).length > {seen + 1}"
+    )
+    await expect(row).to_have_count(1)  # history reloaded without it, and kept it
+    await running.recorder.start()
+    running.bus.publish(ev.CallEndedEvent("slow", disposition="abandoned", ended_by="caller"))
+    await running.recorder.drain()
+    await expect(row.locator(".outcome")).to_have_text("abandoned")

@@ -82,8 +82,9 @@ class FakeAri:
 
     def _record(self, op: str, **params: Any) -> None:
         self.requests.append((op, params))
-        if op in self.fail:
-            raise self.fail.pop(op)
+        for key in (op, f"{op}:{params.get('channelId')}"):
+            if key in self.fail:
+                raise self.fail.pop(key)
 
     def add_caller(self, channel_id: str, number: str = "5551000", did: str = "110") -> None:
         self.channels[channel_id] = channel_json(

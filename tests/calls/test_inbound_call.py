@@ -199,7 +199,12 @@ async def test_direct_audiosocket_route_runs_the_agent(harness: Any) -> None:
     media.peer_hangs_up()
     await asyncio.wait_for(task, 2)
     published = h.published()
-    assert kinds(published) == ["CallArrivedEvent", "MediaConnectedEvent", "CallEndedEvent"]
+    assert kinds(published) == [
+        "CallArrivedEvent",
+        "CallAnsweredEvent",
+        "MediaConnectedEvent",
+        "CallEndedEvent",
+    ]
     ended = published[-1]
     assert isinstance(ended, ev.CallEndedEvent) and ended.ended_by == "caller"
     assert h.ari.requests == []  # no ARI involved
@@ -266,3 +271,42 @@ async def test_transfer_replacements_and_internal_legs_are_not_new_calls(harness
     assert h.service.calls == {} and h.ari.requests == []
     assert others == ["loc-1", "consult-1"]
     assert h.router.ignored["not an inbound call"] == 2
+
+
+async def test_a_failed_hangup_is_retried_until_the_channel_goes(harness: Any) -> None:
+    h = harness
+    call = await start_call(h)
+    h.ari.fail["hangup:ch-1"] = AriServerError(503, "Service Unavailable")
+    h.service.hangup_confirm_timeout_s = 0.05
+    assert await h.service.hangup(call.call_id, "api")
+    assert call.state is CallState.ENDING and "ch-1" in h.ari.channels
+    await asyncio.wait_for(call.ended.wait(), 2)
+    assert "ch-1" not in h.ari.channels and h.ari.bridges == {}
+    caller_hangups = [p for op, p in h.ari.requests if op == "hangup" and p["channelId"] == "ch-1"]
+    assert len(caller_hangups) == 2  # refused once, sent again after the confirmation failed
+    ended = [e for e in h.published() if isinstance(e, ev.CallEndedEvent)]
+    assert (ended[0].ended_by, ended[0].cause) == ("api", 16)
+
+
+async def test_late_audiosocket_connection_of_an_ended_call_is_closed(harness: Any) -> None:
+    h = harness
+    h.ari.on_external_media = None
+    h.service.media_connect_timeout_s = 0.02
+    h.ari.add_caller("ch-6")
+    await h.until(lambda: h.service.ended_calls == 1)
+    (ended,) = [e for e in h.published() if isinstance(e, ev.CallEndedEvent)]
+    late = h.new_media(ended.call_id)
+    await asyncio.wait_for(h.service.on_media(late), 2)
+    assert late.hung_up and h.agent.contexts == []  # not taken for a direct-route call
+
+
+async def test_shutdown_hangs_up_every_live_call(harness: Any) -> None:
+    h = harness
+    calls = [await start_call(h, f"ch-{n}") for n in range(3)]
+    await h.service.close(timeout_s=2)
+    for call in calls:
+        assert call.state is CallState.ENDED
+    ended = [e for e in h.published() if isinstance(e, ev.CallEndedEvent)]
+    assert sorted(e.call_id for e in ended) == sorted(c.call_id for c in calls)
+    assert {(e.ended_by, e.cause) for e in ended} == {("system", 16)}
+    assert h.ari.channels == {} and h.ari.bridges == {}

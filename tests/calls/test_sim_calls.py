@@ -315,3 +315,67 @@ async def test_two_asterisk_servers_share_one_engine(tmp_path: Path) -> None:
         await engine.stop()
         for sim in sims:
             await sim.close()
+
+
+async def test_calls_survive_5xx_and_slow_responses(faulty_rig: Rig) -> None:
+    r = faulty_rig
+    assert r.injector is not None
+    r.injector.fail_requests(status=503, count=4, paths=["/ari/bridges", "/ari/channels/*"])
+    r.injector.slow_requests(delay_ms=200, count=2, paths=["/ari/channels/*/answer"])
+    lines = [
+        r.sim.inbound_call("PJSIP/gateway-fxo-1", caller_id=f"Err {n} <5552{n:03d}>")
+        for n in range(4)
+    ]
+    contexts = [await wait_context(r.agent, line.channel_id) for line in lines]
+    assert r.injector.counters.http_5xx == 4 and r.injector.counters.slow == 2
+    for line in lines:
+        await line.hangup()
+    await until(lambda: len(r.ended) == 4)
+    assert {e.disposition for e in r.ended.values()} == {"resolved"}
+    assert {r.ended[c.call_id].ended_by for c in contexts} == {"caller"}
+    assert await r.leftovers() == ([], [])
+
+
+async def crash(engine: Engine) -> None:
+    """Stop an engine as a killed process would: no hang-ups, no goodbyes."""
+    for connection in engine.connections.values():
+        await connection.stream.stop()
+        if connection.task is not None:
+            connection.task.cancel()
+        await connection.client.close()
+    for call in engine.calls.calls.values():
+        if call.agent_task is not None:
+            call.agent_task.cancel()
+    for task in list(engine.calls._tasks):
+        task.cancel()
+    await engine.media_server.close()
+    engine.media_server = None
+    engine.connections.clear()
+    engine.calls.calls.clear()  # a dead process forgets its calls
+
+
+async def test_a_restarted_engine_takes_over_the_callers_left_behind(rig: Rig) -> None:
+    line = rig.sim.inbound_call("PJSIP/gateway-fxo-1", caller_id="Ann <5554000>")
+    first = await wait_context(rig.agent, line.channel_id)
+    old_bridge = rig.engine.calls.calls[first.call_id].bridge_id
+    settings = rig.engine.settings
+    await crash(rig.engine)
+    assert old_bridge in (await rig.leftovers())[1]  # the dead engine's bridge is still there
+    rig.agent.contexts.clear()
+    engine = Engine(settings, agent=rig.agent, with_store=False)
+    await engine.start()
+    try:
+        await engine.wait_connected(10)
+        second = await wait_context(rig.agent, line.channel_id)
+        assert second.call_id != first.call_id
+        assert (second.caller_id, second.did) == ("5554000", "110")
+        call = engine.calls.calls[second.call_id]
+        await until(lambda: call.state.value == "active")
+        channels, bridges = await rig.leftovers()
+        assert bridges == [call.bridge_id]  # the old bridge and media leg are gone
+        assert sorted(channels) == sorted([line.channel_id, call.media_channel_id])
+        await line.hangup()
+        await until(lambda: engine.calls.calls == {})
+        assert await rig.leftovers() == ([], [])
+    finally:
+        await engine.stop()

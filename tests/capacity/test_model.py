@@ -12,7 +12,7 @@ from operadora.capacity.machine import (
     telephony_from_flags,
 )
 from operadora.capacity.model import Machine, Measured, plan
-from operadora.capacity.recommend import recommend, tier_for
+from operadora.capacity.recommend import gpu_advice, recommend, telephony_advice, tier_for
 from operadora.config import load_settings
 
 pytestmark = pytest.mark.unit
@@ -105,8 +105,9 @@ def test_tiers(calls: int, tier: str) -> None:
 def test_small_site_recommendation() -> None:
     advice = recommend(6, plan(machine(llm="local", gpus=[Gpu(name="RTX 3060", memory_gb=12)])))
     assert advice.redis.startswith("no") and advice.instances == 1
-    assert "FXO gateway" in advice.telephony and "GXW4104" in advice.telephony
+    assert advice.telephony == "an FXO gateway (Grandstream GXW4108) for 6 fixed line(s)"
     assert advice.gpu.startswith("one RTX 3090")  # a 3060 carries 5 LLM calls, not 6
+    assert recommend(3).telephony.endswith("(Grandstream GXW4104) for 3 fixed line(s)")
     assert advice.pbx == "FreePBX + ARI"
 
 
@@ -123,7 +124,7 @@ def test_medium_site_recommendation() -> None:
 def test_large_site_recommendation() -> None:
     advice = recommend(300)
     assert advice.tier == "over-100" and advice.redis.startswith("required")
-    assert "3 x A104" in advice.telephony and "2 x A108" in advice.telephony
+    assert "3 x Sangoma A104" in advice.telephony and "2 x Sangoma A108" in advice.telephony
     assert advice.gpu.startswith("10 x A100")
     assert "Asterisk cluster" in advice.pbx and advice.extras == ["a CDN for static audio prompts"]
 
@@ -157,3 +158,25 @@ def test_flags_for_a_planned_machine_and_over_a_detected_one() -> None:
     assert kept.telephony_channels is None and not kept.asterisk_on_host
     with pytest.raises(ValueError, match="--cores"):
         machine_from_flags(llm_settings, MachineFlags())
+
+
+@pytest.mark.parametrize(
+    ("calls", "expected"),
+    [
+        (12, "an FXO gateway (Dinstar MTG1000, up to 32 lines) or an analog card (Sangoma A400"),
+        (30, "an FXO gateway (Dinstar MTG1000, up to 32 lines)"),
+        (80, "a digital card: Sangoma A104 (3 of its 4 E1 spans"),
+    ],
+)
+def test_telephony_advice_is_sized(calls: int, expected: str) -> None:
+    advice = telephony_advice(calls, None)
+    assert advice.startswith(expected)
+    if calls == 30:
+        assert "A400" not in advice  # an A400 takes 24 at most
+
+
+def test_gpu_advice_counts_each_model_when_none_suffices_alone() -> None:
+    assert gpu_advice(80, "RTX 3090", True) == (
+        "8 x RTX 3090 or 6 x RTX 4090 or 3 x A100 (calls with STT, TTS and LLM)"
+    )
+    assert gpu_advice(25, "RTX 3090", False).startswith("one RTX 4090")

@@ -16,7 +16,9 @@ pytestmark = pytest.mark.integration
 
 
 async def test_two_calls_end_with_the_outcomes_their_personas_expect() -> None:
-    settings = load_settings(api={"host": "127.0.0.1", "port": free_port()})
+    settings = load_settings(
+        api={"host": "127.0.0.1", "port": free_port()}, sim={"port": free_port()}
+    )
     options = DemoOptions(
         calls=2,
         language="en",
@@ -67,6 +69,28 @@ async def test_two_calls_end_with_the_outcomes_their_personas_expect() -> None:
     shown = console.export_text()
     assert "2/2 calls ended as their persona expected" in shown
     assert "voice-to-voice" in shown
+    assert "ARI password" in shown and "admin token" in shown
+
+
+async def test_direct_audiosocket_route_without_the_simulator() -> None:
+    settings = load_settings(api={"host": "127.0.0.1", "port": free_port()})
+    options = DemoOptions(
+        calls=1,
+        language="en",
+        personas=("callback-en",),
+        live=False,
+        route="direct",
+        dashboard=False,
+        call_timeout_s=60,
+    )
+    console = Console(width=160, record=True)
+    demo = Demo(settings, options, console)
+    result = await demo.run()
+    (call,) = result.calls
+    assert demo.simulator is None and result.dashboard_url is None
+    assert call.verdict is not None
+    assert (call.verdict.outcome, call.verdict.ok) == ("callback", True), call.transcript
+    assert "direct AudioSocket route" in console.export_text()
 
 
 def test_personas_are_picked_by_language_and_cycled() -> None:

@@ -144,9 +144,27 @@ def test_the_checker_catches_a_broken_dialplan(tmp_path: Path) -> None:
     assert any("nowhere" in m["text"] for m in bad)
 
 
-@pytest.mark.parametrize("name", ["ari.conf", "http.conf", "pjsip.conf", "queues.conf"])
-def test_other_files_parse_cleanly_as_asterisk_config(tmp_path: Path, name: str) -> None:
-    text = render(full_settings(), "asterisk", show_secrets=True).files[name]
+CONFIG_FILES = [
+    ("asterisk", name) for name in ("ari.conf", "http.conf", "pjsip.conf", "queues.conf")
+] + [
+    ("freepbx", name)
+    for name in (
+        "ari_additional_custom.conf",
+        "queues_custom.conf",
+        "pjsip.endpoint_custom.conf",
+        "pjsip.aor_custom.conf",
+        "pjsip.identify_custom.conf",
+        "pjsip.auth_custom.conf",
+        "pjsip.registration_custom.conf",
+    )
+]
+
+
+@pytest.mark.parametrize(("target", "name"), CONFIG_FILES)
+def test_other_files_parse_cleanly_as_asterisk_config(
+    tmp_path: Path, target: str, name: str
+) -> None:
+    text = render(full_settings(), target, show_secrets=True).files[name]  # type: ignore[arg-type]
     (tmp_path / name).write_text(text)
     proc = subprocess.run(
         [sys.executable, "-c", CONFIG_CHECK, name],
@@ -160,7 +178,7 @@ def test_other_files_parse_cleanly_as_asterisk_config(tmp_path: Path, name: str)
     problems = [ln for ln in lines if not ln.startswith("SECTION")] + proc.stderr.splitlines()
     assert problems == []
     sections = [ln.split()[1] for ln in lines]
-    assert len(sections) == text.count("\n[")
+    assert sections and len(sections) == text.count("\n[")
 
 
 def test_reference_dialplan_shares_our_style() -> None:

@@ -311,3 +311,23 @@ async def test_dahdi_and_gateway_together(
     assert report.pipeline.max_concurrent_calls == 93
     assert report.pipeline.route_preference == ["dahdi", "gateway", "sip_trunk"]
     assert report.pipeline.codecs[0] == "alaw"  # E1 network
+
+
+async def test_every_configured_server_is_asked(ari_server: tuple[FakeAri, str]) -> None:
+    _, url = ari_server
+    down = f"http://127.0.0.1:{_closed_tcp_port()}/ari"
+    settings = load_settings(
+        asterisk={
+            "servers": [
+                {"name": "pbx-a", "url": url, "password": PASSWORD},
+                {"name": "pbx-b", "url": down, "password": PASSWORD},
+                {"name": "pbx-c", "url": url},
+            ]
+        },
+        hardware={"dahdi_dev": "/nonexistent/dahdi"},
+    )
+    report = await detect_hardware(settings)
+    assert {e.server for e in report.gateway.endpoints} == {"pbx-a"}
+    assert report.gateway_channels == 3
+    assert "pbx-b: ARI: GET" in report.gateway.detail
+    assert "pbx-c: ARI password for pbx-c is not set" in report.gateway.detail

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,9 @@ from operadora.sim.callers.extensions import (
     ExtensionAgent,
     ExtensionBehaviour,
     QueueBehaviour,
+    load_directory,
 )
+from operadora.sim.callers.scenario import ScenarioError
 
 pytestmark = pytest.mark.unit
 
@@ -161,3 +164,22 @@ async def test_agent_staying_on_the_line_until_the_other_side_hangs_up() -> None
     channel.ended.set()
     await asyncio.wait_for(task, 2)
     assert channel.ops == ["ring", "answer"]
+
+
+def test_directory_from_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "who.yaml"
+    path.write_text(
+        "extensions:\n"
+        "  - {endpoint: PJSIP/301, action: busy, ring_s: 0.5}\n"
+        "queues:\n"
+        "  - {name: q, members: [PJSIP/301]}\n"
+        "default_action: answer\n",
+        encoding="utf-8",
+    )
+    d = Directory(load_directory(path))
+    assert d.decide("PJSIP/301").action == "busy"
+    assert d.decide("PJSIP/999").action == "answer"
+    assert d.queue("q") is not None
+    path.write_text("extensions: [{endpoint: PJSIP/1, action: maybe}]\n", encoding="utf-8")
+    with pytest.raises(ScenarioError, match=r"who\.yaml"):
+        load_directory(path)

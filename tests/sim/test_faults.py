@@ -318,3 +318,43 @@ async def test_attaches_to_the_simulators_event_hub() -> None:
     ]
     assert queued[0]["application"] == "callcenter-ai"
     assert injector.counters.ws_drops == 1
+
+
+async def test_reordering_keeps_each_subscriber_on_its_own_stream() -> None:
+    hub = TinyHub()
+    injector = FaultInjector()
+    injector.attach(hub)
+    a, b = hub.subscribe(["app"], True), hub.subscribe(["app"], True)
+    injector.reorder_events(count=1)
+    first, second = channel_event("ChannelVarset", "c1", 1), channel_event("StasisStart", "c1", 2)
+    hub.emit(first)  # held back on a's stream only (the fault fires once)
+    hub.emit(second)
+    got_a = [a.queue.get_nowait() for _ in range(a.queue.qsize())]
+    got_b = [b.queue.get_nowait() for _ in range(b.queue.qsize())]
+    assert [e["n"] for e in got_a] == [2, 1]
+    assert [e["n"] for e in got_b] == [1, 2]
+
+
+async def test_a_held_event_goes_out_when_the_stream_goes_quiet() -> None:
+    hub = TinyHub()
+    injector = FaultInjector()
+    injector.attach(hub)
+    sub = hub.subscribe(["app"], True)
+    injector.reorder_events(count=1, max_hold_ms=30)
+    hub.emit(channel_event("StasisEnd", "c1"))
+    assert sub.queue.empty()
+    event = await asyncio.wait_for(sub.queue.get(), 2)
+    assert event["type"] == "StasisEnd"
+    assert injector.holding(sub.queue) is None
+
+
+async def test_clear_releases_held_events_to_their_subscribers() -> None:
+    hub = TinyHub()
+    injector = FaultInjector()
+    injector.attach(hub)
+    sub = hub.subscribe(["app"], True)
+    injector.reorder_events(count=1, max_hold_ms=60_000)
+    hub.emit(channel_event("ChannelDestroyed", "c1"))
+    assert sub.queue.empty()
+    assert injector.clear() == []
+    assert sub.queue.get_nowait()["type"] == "ChannelDestroyed"

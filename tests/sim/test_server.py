@@ -604,3 +604,128 @@ async def test_audiosocket_app_times_out_after_two_silent_seconds(
         assert device.ends == [0]  # hung up with no cause, as in trace f3
     finally:
         await sim.close()
+
+
+async def test_playback_control_and_mute(ari: Ari, simulator: Simulator) -> None:
+    device = Device(sample_rate=16000, level=0)
+    line = simulator.inbound_call("PJSIP/gateway-fxo-1", extension="110")
+    line.attach(None, device, device)
+    cid = line.channel_id
+    await ari.wait_event("StasisStart", lambda e: e["channel"]["id"] == cid)
+    await ari.call("POST", f"/channels/{cid}/answer")
+    await ari.call("POST", f"/channels/{cid}/play", media="sound:tt-weasels", playbackId="pc")
+    await ari.wait_event("PlaybackStarted", lambda e: e["playback"]["id"] == "pc")
+    await eventually(lambda: len(device.heard) >= 5)
+    assert await ari.call("POST", "/playbacks/pc/control", operation="pause") == (204, None)
+    assert (await ari.call("GET", "/playbacks/pc"))[1]["state"] == "paused"
+    await asyncio.sleep(0.1)
+    paused_at = len(device.heard)
+    await asyncio.sleep(0.2)
+    assert len(device.heard) == paused_at  # nothing is sent while paused
+    assert (await ari.call("POST", "/playbacks/pc/control", operation="bogus"))[0] == 400
+    await ari.call("POST", "/playbacks/pc/control", operation="unpause")
+    await eventually(lambda: len(device.heard) > paused_at + 3)
+    await ari.call("POST", f"/channels/{cid}/mute", direction="out")
+    await asyncio.sleep(0.1)
+    muted_at = len(device.heard)
+    await asyncio.sleep(0.2)
+    assert len(device.heard) == muted_at  # muted towards the device
+    assert (await ari.call("POST", f"/channels/{cid}/mute", direction="sideways"))[0] == 400
+    await ari.call("DELETE", f"/channels/{cid}/mute")
+    await eventually(lambda: len(device.heard) > muted_at + 3)
+    assert (await ari.call("DELETE", "/playbacks/pc"))[0] == 204
+    done = await ari.wait_event("PlaybackFinished", lambda e: e["playback"]["id"] == "pc")
+    assert done["playback"]["state"] == "done"
+    assert (await ari.call("GET", "/playbacks/pc"))[0] == 404
+
+
+async def test_rtp_statistics_count_real_frames(ari: Ari, simulator: Simulator) -> None:
+    device = Device(sample_rate=8000, level=100)
+    line = simulator.inbound_call("PJSIP/gateway-fxo-1", extension="110", caller_id="555")
+    line.attach(device, device, device)
+    cid = line.channel_id
+    await ari.wait_event("StasisStart", lambda e: e["channel"]["id"] == cid)
+    status, stats = await ari.call("GET", f"/channels/{cid}/rtp_statistics")
+    assert status == 200 and stats["rxcount"] == 0  # nothing flows before the answer
+    await ari.call("POST", f"/channels/{cid}/answer")
+    await ari.call("POST", f"/channels/{cid}/play", media="sound:hello-world", playbackId="r")
+    await ari.wait_event("PlaybackFinished", lambda e: e["playback"]["id"] == "r")
+    _, stats = await ari.call("GET", f"/channels/{cid}/rtp_statistics")
+    assert stats["txcount"] == len(device.heard) == len(load_prompt("hello-world").frames)
+    assert stats["rxcount"] > 20
+    assert stats["channel_uniqueid"] == cid
+    value = await ari.call(
+        "GET", f"/channels/{cid}/variable", variable="CHANNEL(pjsip,remote_addr)"
+    )
+    assert value[0] == 200
+    _, local = await ari.call("POST", "/channels", endpoint="Local/s@stasis-test", app=APP)
+    assert (await ari.call("GET", f"/channels/{local['id']}/rtp_statistics"))[0] == 404
+
+
+async def _caller(ari: Ari, sim: Simulator, level: int) -> tuple[str, Device]:
+    device = Device(sample_rate=16000, level=level)
+    line = sim.inbound_call("PJSIP/gateway-fxo-1", extension="110")
+    line.attach(device, device, device)
+    await ari.wait_event("StasisStart", lambda e: e["channel"]["id"] == line.channel_id)
+    await ari.call("POST", f"/channels/{line.channel_id}/answer")
+    return line.channel_id, device
+
+
+def levels(device: Device) -> set[int]:
+    return {int(np.frombuffer(pcm, dtype="<i2")[5]) for pcm in device.heard}
+
+
+async def test_holding_bridge_announcer_and_music(ari: Ari, simulator: Simulator) -> None:
+    a, dev_a = await _caller(ari, simulator, 100)
+    b, dev_b = await _caller(ari, simulator, 200)
+    c, dev_c = await _caller(ari, simulator, 400)
+    await ari.call("POST", "/bridges", type="holding", bridgeId="hold")
+    await ari.call("POST", "/bridges/hold/addChannel", channel=f"{a},{b}")
+    await ari.call("POST", "/bridges/hold/addChannel", channel=c, role="announcer")
+    await eventually(lambda: len(dev_a.heard) >= 10 and len(dev_b.heard) >= 10)
+    assert levels(dev_a) == {400} and levels(dev_b) == {400}  # only the announcer
+    assert dev_c.heard == []  # the announcer hears nobody
+    await ari.call("POST", "/bridges/hold/removeChannel", channel=c)
+    count = len(dev_a.heard)
+    assert (await ari.call("POST", "/bridges/hold/moh", mohClass="nope"))[0] == 404
+    assert (await ari.call("POST", "/bridges/hold/moh", mohClass="default"))[0] == 204
+    await eventually(lambda: len(dev_a.heard) >= count + 10)
+    assert len(levels(dev_a) - {400}) > 3  # music, not a constant
+    assert (await ari.call("DELETE", "/bridges/hold/moh"))[0] == 204
+
+
+async def test_bridge_playback_and_recording(ari: Ari, simulator: Simulator) -> None:
+    a, dev_a = await _caller(ari, simulator, 0)
+    b, dev_b = await _caller(ari, simulator, 1234)
+    await ari.call("POST", "/bridges", type="mixing", bridgeId="mix")
+    await ari.call("POST", "/bridges/mix/addChannel", channel=f"{a},{b}")
+    status, rec = await ari.call(
+        "POST", f"/channels/{b}/record", name="b-voice", format="wav", ifExists="overwrite"
+    )
+    assert (status, rec["state"], rec["target_uri"]) == (201, "queued", f"channel:{b}")
+    await ari.wait_event("RecordingStarted")
+    status, pb = await ari.call("POST", "/bridges/mix/play", media="sound:hello-world")
+    assert status == 201 and pb["target_uri"] == "bridge:mix"
+    done = await ari.wait_event("PlaybackFinished", lambda e: e["playback"]["id"] == pb["id"])
+    assert done["playback"]["state"] == "done"
+    prompt = set(load_prompt("hello-world").frames)
+    assert sum(1 for pcm in dev_b.heard if pcm in prompt) > 30  # b hears it (a is silent)
+
+    def minus_b(pcm: bytes) -> bytes:
+        return (np.frombuffer(pcm, dtype="<i2").astype(np.int32) - 1234).astype("<i2").tobytes()
+
+    assert sum(1 for pcm in dev_a.heard if minus_b(pcm) in prompt) > 30  # a: prompt + b
+    assert (await ari.call("POST", "/recordings/live/b-voice/stop"))[0] == 204
+    finished = await ari.wait_event("RecordingFinished")
+    assert finished["recording"]["name"] == "b-voice"
+    status, stored = await ari.call("GET", "/recordings/stored")
+    assert status == 200 and {"name": "b-voice", "format": "wav"} in stored
+    async with ari.session.get(f"{ari.url}/recordings/stored/b-voice/file") as resp:
+        assert resp.status == 200
+        wav = await resp.read()
+    pcm = np.frombuffer(wav[44:], dtype="<i2")
+    assert len(pcm) > 16000 and set(pcm[:1000].tolist()) == {1234}  # b's own voice, >1 s
+    status, body = await ari.call("POST", f"/channels/{b}/record", name="b-voice", format="wav")
+    assert (status, body) == (422, {"message": "Recording already exists"})
+    assert (await ari.call("DELETE", "/recordings/stored/b-voice"))[0] == 204
+    assert (await ari.call("GET", "/recordings/stored/b-voice"))[0] == 404

@@ -57,6 +57,7 @@ def test_sim_runs_with_a_generated_password() -> None:
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(request, timeout=5)
         assert err.value.code == 401
+        err.value.close()
         token = base64.b64encode(f"operadora:{password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
         with urllib.request.urlopen(request, timeout=5) as resp:
@@ -64,3 +65,5 @@ def test_sim_runs_with_a_generated_password() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()

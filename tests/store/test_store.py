@@ -348,3 +348,21 @@ async def test_the_recorder_enforces_retention_when_it_starts(store: Store, tmp_
         assert not (tmp_path / "recordings" / "aged.wav").exists()
     finally:
         await recorder.stop()
+
+
+async def test_one_bad_event_in_a_batch_loses_nothing_else(store: Store) -> None:
+    recorder = CallRecorder(store, EventBus())
+    bad = ev.TurnEvent("b", speaker="caller", text="x", timings={"stt": {1, 2}})  # type: ignore[dict-item]
+    await recorder.handle_batch(
+        [
+            ev.CallArrivedEvent("b", caller_id="+1"),
+            ev.TurnEvent("b", speaker="agent", text="first"),
+            bad,
+            ev.TurnEvent("b", speaker="agent", text="after the bad one"),
+            ev.CallEndedEvent("b", disposition="resolved"),
+        ]
+    )
+    detail = await store.calls.get_call("b")
+    assert detail is not None and detail.caller_id == "+1"
+    assert [t.text for t in detail.turns] == ["first", "after the bad one"]
+    assert detail.disposition == "resolved"

@@ -206,3 +206,23 @@ def test_session_ends_when_media_ends() -> None:
 
     run_virtual(main)
     assert media.closed
+
+
+@pytest.mark.parametrize(("decode_s", "expected_ms"), [(0.1, 160.0), (0.2, 240.0)])
+def test_a_finished_sentence_ends_the_turn_sooner(decode_s: float, expected_ms: float) -> None:
+    # speech ends at 640 ms, on a window edge; the first silent window (640-672 ms) is complete
+    # with the frame that arrives at 680 ms, where the speculative decode starts. When its
+    # transcript reads as a whole sentence, 160 ms of silence are enough (or its arrival, if later)
+    conversation = ScriptedConversation([[AgentText("Okay.")]])
+    stt = ScriptedStt(["I want sales."], delay_s=decode_s)
+    _, events, _ = _run([Speech(640), Silence(1500)], conversation, stt=stt)
+    timings = _turns(events, "agent")[0].timings
+    assert timings["endpointing_ms"] == pytest.approx(expected_ms, abs=1e-6)
+    assert timings["stt_ms"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_an_unfinished_sentence_waits_the_full_silence() -> None:
+    conversation = ScriptedConversation([[AgentText("Okay.")]])
+    stt = ScriptedStt(["I want to talk to..."], delay_s=0.05)
+    _, events, _ = _run([Speech(640), Silence(1500)], conversation, stt=stt)
+    assert _turns(events, "agent")[0].timings["endpointing_ms"] == pytest.approx(280.0, abs=1e-6)

@@ -27,7 +27,7 @@ class Operation:
     path: str  # relative to the ARI base URL, with {placeholders}
     params: tuple[Param, ...] = ()
     response: str = "void"  # Swagger responseClass
-    idempotent: bool = False  # safe to repeat after a 5xx or a timeout
+    idempotent: bool = False  # safe to repeat after a 5xx or a timeout (the client retries)
 
     def param(self, name: str) -> Param | None:
         for param in self.params:
@@ -122,6 +122,7 @@ CHANNEL_EXTERNAL_MEDIA = Operation(
         Param("data"),
     ),
     "Channel",
+    idempotent=True,  # we always pass channelId: a repeat cannot make a second channel
 )
 CHANNEL_GET_VAR = Operation(
     "channels",
@@ -181,6 +182,7 @@ BRIDGE_CREATE = Operation(
     "/bridges",
     (Param("type"), Param("bridgeId"), Param("name")),
     "Bridge",
+    idempotent=True,  # we always pass bridgeId: a repeat cannot make a second bridge
 )
 BRIDGE_GET = Operation("bridges", "get", "GET", "/bridges/{bridgeId}", (BR,), "Bridge", True)
 BRIDGE_DESTROY = Operation(

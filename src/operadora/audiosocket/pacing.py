@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -96,7 +97,11 @@ class PacedSession(Protocol):
 
 
 class Pacer:
-    """Wakes every ``frame_s`` on a monotonic grid and lets each session write one frame."""
+    """Wakes every ``frame_s`` on a monotonic grid and lets each session write one frame.
+
+    The grid and the lateness are read from ``time.monotonic()`` rather than ``loop.time()``:
+    uvloop's loop clock is cached per loop iteration with millisecond resolution.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, frame_s: float = 0.02) -> None:
         self._loop = loop
@@ -112,8 +117,8 @@ class Pacer:
     def add(self, session: PacedSession) -> None:
         self._sessions[session] = None
         if self._timer is None:
-            self._clock = FrameClock(self._loop.time() + self.frame_s, self.frame_s)
-            self._timer = self._loop.call_at(self._clock.next_deadline, self._tick)
+            self._clock = FrameClock(time.monotonic() + self.frame_s, self.frame_s)
+            self._timer = self._loop.call_later(self.frame_s, self._tick)
 
     def remove(self, session: PacedSession) -> None:
         self._sessions.pop(session, None)
@@ -132,9 +137,10 @@ class Pacer:
         clock = self._clock
         if clock is None:
             return
-        deadline, skipped = clock.tick(self._loop.time())
+        deadline, skipped = clock.tick(time.monotonic())
         self.ticks += 1
         for session in list(self._sessions):
             session.on_tick(deadline, skipped)
         if self._timer is not None and self._clock is clock:
-            self._timer = self._loop.call_at(clock.next_deadline, self._tick)
+            delay = max(0.0, clock.next_deadline - time.monotonic())
+            self._timer = self._loop.call_later(delay, self._tick)

@@ -381,7 +381,7 @@ class AudioSocketSession(asyncio.Protocol):
         else:
             frame = self._silence
         transport.write(frame)
-        stats.record_write(self._loop.time() - deadline, self._late_after_s)
+        stats.record_write(time.monotonic() - deadline, self._late_after_s)
 
     # --- teardown -------------------------------------------------------------------------
 

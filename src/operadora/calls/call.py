@@ -45,6 +45,7 @@ class Call:
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     timeout_handle: asyncio.TimerHandle | None = None  # hang-up not confirmed yet
     media_timer: asyncio.TimerHandle | None = None  # AudioSocket connection not arrived yet
+    confirm_attempts: int = 0
 
     @property
     def call_id(self) -> str:

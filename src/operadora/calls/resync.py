@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from operadora.ari.client import AriClient
 from operadora.ari.errors import AriError, AriNotFound
-from operadora.calls.services import CallService
+from operadora.ari.events import AriEvent, StasisStart
+from operadora.ari.models import Channel
+from operadora.calls.services import BRIDGE_NAME_PREFIX, CallService
 from operadora.calls.state import CallState
 
 log = logging.getLogger(__name__)
@@ -44,3 +47,72 @@ async def resync(service: CallService, client: AriClient) -> tuple[int, int]:
                 )
     log.info("ARI %s: resynchronised: %d call(s) kept, %d closed", client.name, kept, closed)
     return kept, closed
+
+
+def in_application(channel: Channel, app: str) -> bool:
+    """Whether a listed channel sits in ``Stasis(app,...)``."""
+    plan = channel.dialplan
+    return plan.app_name == "Stasis" and plan.app_data.split(",", 1)[0] == app
+
+
+async def _quietly(what: str, request: Awaitable[None]) -> None:
+    try:
+        await request
+    except AriNotFound:
+        pass
+    except AriError as exc:
+        log.warning("recovery: %s: %s", what, exc)
+
+
+async def recover(
+    service: CallService, client: AriClient, route: Callable[[AriEvent], None]
+) -> tuple[int, int]:
+    """At the first connection: take over what a previous run of this engine left behind.
+
+    Bridges it created (named ``operadora-<uuid>``) are destroyed with their AudioSocket
+    legs, and every caller still waiting in our Stasis application is taken as a new call
+    (``route`` gets a StasisStart for it, as if it had just arrived). Only for a single
+    engine per Asterisk: with several instances these would be another instance's calls.
+    Returns (leftover bridges removed, callers taken over).
+    """
+    try:
+        channels = await client.list_channels()
+        bridges = await client.list_bridges()
+    except AriError as exc:
+        log.warning("ARI %s: recovery skipped: %s", client.name, exc)
+        return 0, 0
+    by_id = {channel.id: channel for channel in channels}
+    owned = {call.bridge_id for call in service.live_calls(client.name)}
+    removed = 0
+    for bridge in bridges:
+        if not bridge.name.startswith(BRIDGE_NAME_PREFIX) or bridge.id in owned:
+            continue
+        for channel_id in bridge.channels:
+            channel = by_id.get(channel_id)
+            if channel is not None and channel.name.startswith("AudioSocket/"):
+                await _quietly(f"hang up {channel_id}", client.hangup(channel_id))
+                by_id.pop(channel_id)
+        await _quietly(f"destroy bridge {bridge.id}", client.destroy_bridge(bridge.id))
+        removed += 1
+    adopted = 0
+    for channel in by_id.values():
+        if not in_application(channel, client.app):
+            continue
+        if service.call_for_channel(client.name, channel.id) is not None:
+            continue
+        if channel.name.startswith("AudioSocket/"):
+            await _quietly(f"hang up {channel.id}", client.hangup(channel.id))
+            continue
+        before = len(service.calls)
+        args = channel.dialplan.app_data.split(",")[1:]
+        route(StasisStart(type="StasisStart", application=client.app, args=args, channel=channel))
+        adopted += len(service.calls) - before
+    if removed or adopted:
+        log.warning(
+            "ARI %s: took over from a previous run: %d leftover bridge(s) removed, "
+            "%d waiting caller(s) answered again",
+            client.name,
+            removed,
+            adopted,
+        )
+    return removed, adopted

@@ -26,6 +26,8 @@ from operadora.media import MediaSession
 log = logging.getLogger(__name__)
 
 NORMAL_CLEARING = (16, "Normal Clearing")
+BRIDGE_NAME_PREFIX = "operadora-"  # names the mixing bridge of each call (see recover())
+_CALL_KEY = "#call"  # remembers ended call ids next to (server, channel id) pairs
 UNKNOWN_CAUSE_TXT = "unknown: the channel ended while the ARI event stream was down"
 
 
@@ -139,7 +141,9 @@ class CallService:
             call.sm.fire(CallTrigger.SETUP)
             answered, bridge, media = await asyncio.gather(
                 client.answer(call.channel_id),
-                client.create_bridge(call.bridge_id, "mixing", name=f"operadora-{call.call_id}"),
+                client.create_bridge(
+                    call.bridge_id, "mixing", name=BRIDGE_NAME_PREFIX + call.call_id
+                ),
                 client.external_media(
                     channel_id=call.media_channel_id,
                     external_host=self.media_address,
@@ -179,6 +183,10 @@ class CallService:
         """The media server's handler: one AudioSocket connection, for as long as it lasts."""
         call = self.calls.get(str(session.call_uuid))
         if call is None:
+            if self.has_ended(_CALL_KEY, str(session.call_uuid)):
+                log.info("AudioSocket connection for ended call %s; closing it", session.call_uuid)
+                await session.hangup()
+                return
             await self._run_direct(session)
             return
         async with call.lock:
@@ -238,6 +246,9 @@ class CallService:
         call = Call(context=CallContext(call_id=call_id, direct=True), sm=CallStateMachine(call_id))
         self.calls[call_id] = call
         self.bus.publish(ev.CallArrivedEvent(call_id, instance=self.instance))
+        self.bus.publish(
+            ev.CallAnsweredEvent(call_id)
+        )  # the dialplan answered before AudioSocket()
         async with call.lock:
             self._connect_media(call, session)
             call.sm.fire(CallTrigger.DIRECT_MEDIA)
@@ -331,7 +342,8 @@ class CallService:
             )
 
     async def _confirm_gone(self, call: Call) -> None:
-        """No ChannelDestroyed came after our hang-up: ask Asterisk directly."""
+        """No ChannelDestroyed came after the hang-up: ask Asterisk, ask again, give up."""
+        call.timeout_handle = None
         client = self.clients[call.server]
         try:
             await client.get_channel(call.channel_id)
@@ -341,8 +353,18 @@ class CallService:
         except AriError as exc:
             log.warning("call %s: cannot confirm hang-up: %s", call.call_id, exc)
         async with call.lock:
-            if call.state is CallState.ENDING:
-                self._finish(call, CallTrigger.TIMEOUT)
+            if call.state is not CallState.ENDING:
+                return
+            call.confirm_attempts += 1
+            if call.ended_by != "caller" and call.confirm_attempts < 3:
+                log.warning("call %s: caller channel still up; hanging up again", call.call_id)
+                try:
+                    await client.hangup(call.channel_id)
+                except AriError as exc:
+                    log.warning("call %s: hang-up request failed: %s", call.call_id, exc)
+                self._arm_confirm_timeout(call)
+                return
+            self._finish(call, CallTrigger.TIMEOUT)
 
     async def vanished(self, call: Call, unknown_cause_txt: str = UNKNOWN_CAUSE_TXT) -> None:
         """The caller channel is gone and its ChannelDestroyed was never seen (resync)."""
@@ -371,6 +393,7 @@ class CallService:
                 del self._by_channel[key]
             self._media_channels.discard(key)
             self._remember(key)
+        self._remember((_CALL_KEY, call.call_id))
         self.ended_calls += 1
         self.bus.publish(
             ev.CallEndedEvent(
@@ -406,6 +429,11 @@ class CallService:
             *(self.hangup(call.call_id, "system") for call in list(self.calls.values())),
             return_exceptions=True,
         )
+        waiting = [asyncio.ensure_future(call.ended.wait()) for call in self.calls.values()]
+        if waiting:  # let the ChannelDestroyed events (and their causes) come in
+            _, pending = await asyncio.wait(waiting, timeout=min(timeout_s, 2.0))
+            for waiter in pending:
+                waiter.cancel()
         for call in list(self.calls.values()):
             if call.state is CallState.ENDING:
                 self._finish(call, CallTrigger.TIMEOUT)

@@ -13,6 +13,7 @@ from operadora.capacity.model import Plan
 Tier = Literal["under-20", "20-100", "over-100"]
 
 REDIS_ADVISED_ABOVE = 50  # section 6: "Más de 50 llamadas simultáneas" -> Redis
+E1_CHANNELS = 30
 
 
 class Recommendation(BaseModel):
@@ -36,21 +37,44 @@ def tier_for(calls: int) -> Tier:
     return "over-100"
 
 
-def _gpu_for(calls: int, min_model: str, uses_llm: bool) -> str:
-    """The smallest table GPU (from ``min_model`` up) whose slowest stage carries the load."""
+def _carried(row: tables.GpuCapacity, uses_llm: bool) -> int:
+    return min(row.stt, row.tts, row.llm) if uses_llm else min(row.stt, row.tts)
+
+
+def gpu_advice(calls: int, min_model: str, uses_llm: bool) -> str:
+    """The smallest table GPU (from ``min_model`` up) whose slowest stage carries the load;
+    when none does alone, how many of each it takes."""
     models = list(tables.GPUS.values())
-    start = [g.name for g in models].index(min_model)
-
-    def carried(row: tables.GpuCapacity) -> int:
-        return min(row.stt, row.tts, row.llm) if uses_llm else min(row.stt, row.tts)
-
+    models = models[[g.name for g in models].index(min_model) :]
     what = "calls with STT, TTS and LLM" if uses_llm else "calls of STT and TTS"
-    for row in models[start:]:
-        if carried(row) >= calls:
-            return f"one {row.name} ({row.memory_gb} GB) carries ~{carried(row)} {what}"
-    biggest = models[-1]
-    count = math.ceil(calls / carried(biggest))
-    return f"{count} x {biggest.name} (~{carried(biggest)} {what} each)"
+    for row in models:
+        if _carried(row, uses_llm) >= calls:
+            return f"one {row.name} ({row.memory_gb} GB): ~{_carried(row, uses_llm)} {what}"
+    options = [f"{math.ceil(calls / _carried(row, uses_llm))} x {row.name}" for row in models]
+    return " or ".join(options) + f" ({what})"
+
+
+def telephony_advice(calls: int, fixed_lines: int | None) -> str:
+    """Lines for ``calls``: the design's gateway-or-card choice, sized with its tables."""
+    lines = fixed_lines if fixed_lines is not None else calls
+    gxw4108 = tables.GATEWAYS["GXW4108"]
+    mtg = tables.GATEWAYS["MTG1000"]
+    a400 = tables.DAHDI_CARDS["A400"]
+    if lines <= gxw4108.channels:
+        model = "GXW4104" if lines <= tables.GATEWAYS["GXW4104"].channels else "GXW4108"
+        return f"an FXO gateway (Grandstream {model}) for {lines} fixed line(s)"
+    if lines <= mtg.max_channels:
+        card = f" or an analog card ({a400.name}, up to {a400.max_channels})"
+        card = card if lines <= a400.max_channels else ""
+        return f"an FXO gateway ({mtg.name}, up to {mtg.max_channels} lines){card}"
+    spans = math.ceil(lines / E1_CHANNELS)
+    a104, a108 = tables.DAHDI_CARDS["A104"], tables.DAHDI_CARDS["A108"]
+    if lines <= a104.channels:
+        return f"a digital card: {a104.name} ({spans} of its 4 E1 spans, 30 channels each)"
+    return (
+        f"several digital cards: {math.ceil(lines / a104.channels)} x {a104.name} or "
+        f"{math.ceil(lines / a108.channels)} x {a108.name} ({spans} E1 spans)"
+    )
 
 
 def recommend(
@@ -58,21 +82,17 @@ def recommend(
 ) -> Recommendation:
     """What to build for ``calls`` simultaneous calls, given this machine's plan if any."""
     tier = tier_for(calls)
-    warnings: list[str] = []
     uses_llm = plan is None or plan.machine.llm != "none"
     per_machine = plan.max_calls if plan is not None and plan.max_calls > 0 else None
+    needed = math.ceil(calls / per_machine) if per_machine else 1
+    warnings: list[str] = []
     if plan is not None and calls > plan.max_calls:
         warnings.append(
             f"this machine carries about {plan.max_calls} calls (bottleneck: {plan.bottleneck}); "
             f"{calls} need more machines or the fix for {plan.bottleneck}"
         )
+    telephony = telephony_advice(calls, fixed_lines)
     if tier == "under-20":
-        lines = fixed_lines if fixed_lines is not None else calls
-        telephony = (
-            "an FXO gateway (Grandstream GXW4104/GXW4108) for fixed lines"
-            if lines < 8
-            else "an FXO gateway with more ports (Dinstar MTG1000) or an analog card (A400)"
-        )
         return Recommendation(
             calls=calls,
             tier=tier,
@@ -81,38 +101,30 @@ def recommend(
             backend="a single Operadora instance",
             pbx="FreePBX + ARI",
             telephony=telephony,
-            gpu=_gpu_for(calls, "RTX 3060", uses_llm),
+            gpu=gpu_advice(calls, "RTX 3060", uses_llm),
             extras=[],
             warnings=warnings,
         )
     if tier == "20-100":
-        instances = 1 if calls <= REDIS_ADVISED_ABOVE else min(3, max(2, math.ceil(calls / 50)))
-        if per_machine is not None:
-            instances = max(instances, math.ceil(calls / per_machine))
+        instances = max(needed, 1 if calls <= REDIS_ADVISED_ABOVE else 2)
         redis = (
             "optional: needed once you run more than one instance"
-            if calls <= REDIS_ADVISED_ABOVE
-            else "recommended: more than 50 calls, several instances share state through Redis"
+            if calls <= REDIS_ADVISED_ABOVE and instances == 1
+            else "recommended: several instances share calls, state and events through Redis"
         )
         return Recommendation(
             calls=calls,
             tier=tier,
             redis=redis,
             instances=instances,
-            backend=f"{instances} Operadora instance(s) (the design: scale to 2-3)",
+            backend=f"{instances} Operadora instance(s); the design scales to 2-3",
             pbx="FreePBX + ARI",
-            telephony="an FXO gateway (MTG1000, up to 32 lines) or a basic card "
-            "(A200/A400 analog, A104 for E1/T1)",
-            gpu=_gpu_for(calls, "RTX 3090", uses_llm),
+            telephony=telephony,
+            gpu=gpu_advice(calls, "RTX 3090", uses_llm),
             extras=[],
             warnings=warnings,
         )
-    instances = max(3, math.ceil(calls / per_machine) if per_machine else 3)
-    a104 = tables.DAHDI_CARDS["A104"].channels
-    cards = math.ceil(calls / a104)
-    a100 = tables.GPUS["A100"]
-    per_gpu = min(a100.stt, a100.tts, a100.llm) if uses_llm else min(a100.stt, a100.tts)
-    gpus = math.ceil(calls / per_gpu)
+    instances = max(needed, 3)
     return Recommendation(
         calls=calls,
         tier=tier,
@@ -120,9 +132,8 @@ def recommend(
         instances=instances,
         backend=f"{instances} Operadora instances behind a load balancer",
         pbx="FreePBX + ARI + an Asterisk cluster",
-        telephony=f"several digital cards: {cards} x A104 (120 E1 channels each) or "
-        f"{math.ceil(calls / tables.DAHDI_CARDS['A108'].channels)} x A108",
-        gpu=f"{gpus} x A100 (~{per_gpu} calls each)",
+        telephony=telephony,
+        gpu=gpu_advice(calls, "A100", uses_llm),
         extras=["a CDN for static audio prompts"],
         warnings=warnings,
     )

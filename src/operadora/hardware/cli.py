@@ -59,11 +59,12 @@ def hardware_tables(report: HardwareReport) -> list[Table]:
     tables = [summary]
     if report.gateway.endpoints:
         eps = Table(title="FXO gateways (ARI PJSIP endpoints)")
-        for col in ("endpoint", "state", "active channels"):
+        for col in ("server", "endpoint", "state", "active channels"):
             eps.add_column(col)
         for ep in report.gateway.endpoints:
             style = "green" if ep.online else "red"
-            eps.add_row(ep.resource, f"[{style}]{ep.state}[/{style}]", str(len(ep.channel_ids)))
+            state = f"[{style}]{ep.state}[/{style}]"
+            eps.add_row(ep.server, ep.resource, state, str(len(ep.channel_ids)))
         tables.append(eps)
     if report.gateway.probes:
         probes = Table(title="Configured gateway addresses")

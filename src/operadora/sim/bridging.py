@@ -45,8 +45,8 @@ class Mixer:
                 if other is not member:
                     deliver(other, frame)
             return
-        if self.bridge.bridge_type != "mixing":
-            return  # holding bridge: participants do not hear each other
+        if self.bridge.bridge_type != "mixing" and member.id not in self.bridge.announcers:
+            return  # holding bridge: participants hear only announcers and music
         queue = self.inbox.get(member)
         if queue is None:
             queue = self.inbox[member] = deque(maxlen=3)
@@ -90,7 +90,7 @@ class Mixer:
         mixing = self.bridge.bridge_type == "mixing"
         for member in self.bridge.channels:
             parts = list(extra)
-            if mixing:
+            if mixing or member.id not in self.bridge.announcers:
                 parts.extend(f for c, f in frames.items() if c is not member)
             if parts:
                 deliver(member, mix(parts))
@@ -142,8 +142,14 @@ def mixer_of(bridge: Bridge) -> Mixer:
     return bridge.mixer
 
 
-def add_channels(pbx: Pbx, bridge: Bridge, channels: list[Channel]) -> None:
+def add_channels(
+    pbx: Pbx, bridge: Bridge, channels: list[Channel], role: str = "participant"
+) -> None:
     for ch in channels:
+        if role == "announcer":
+            bridge.announcers.add(ch.id)
+        else:
+            bridge.announcers.discard(ch.id)
         if ch.bridge is bridge:
             continue
         if ch.bridge is not None:
@@ -184,6 +190,7 @@ def remove_channel(pbx: Pbx, bridge: Bridge, ch: Channel) -> None:
     if bridge.bridge_type == "mixing" and len(bridge.channels) == 2:
         pbx.set_variable(ch, "BRIDGEPEER", "")
     bridge.channels.remove(ch)
+    bridge.announcers.discard(ch.id)
     ch.bridge = None
     ch.consumer = None
     ch.dtmf_consumer = None

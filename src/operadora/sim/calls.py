@@ -248,6 +248,8 @@ def inbound_call(
     for name, value in (variables or {}).items():
         ch.variables[name] = value
     pbx.emit("ChannelCreated", channel=ch)
+    if tech.upper() == "PJSIP":
+        pbx.set_variable(ch, "SIPDOMAIN", "127.0.0.1")
     line = Line(pbx, ch, f"{tech}/{resource}")
     start_dialplan(pbx, ch, context, extension, 1)
     return line
@@ -350,7 +352,10 @@ RTP_STAT_KEYS_FLOAT = (
 
 
 def rtp_statistics(ch: Channel) -> Json:
+    """The keys Asterisk reports (trace e1); counts are the frames that really flowed."""
     out: Json = {key: 0 for key in RTP_STAT_KEYS_INT}
+    out.update(txcount=ch.tx_frames, rxcount=ch.rx_frames)
+    out.update(txoctetcount=ch.tx_frames * 160, rxoctetcount=ch.rx_frames * 160)
     out["channel_uniqueid"] = ch.id
     out.update({key: 0.0 for key in RTP_STAT_KEYS_FLOAT})
     return out

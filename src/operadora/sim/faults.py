@@ -31,7 +31,8 @@ import hmac
 import itertools
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+import weakref
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -76,7 +77,10 @@ class DuplicateEventsFault(_EventFault):
 
 
 class ReorderEventsFault(_EventFault):
-    """Hold a matching event back and send it after the next event."""
+    """Hold a matching event back and send it after the next event (or after ``max_hold_ms``
+    when no other event comes, so nothing is lost)."""
+
+    max_hold_ms: int = Field(500, ge=1)
 
 
 class UnknownChannelEventsFault(_EventFault):
@@ -139,16 +143,34 @@ class _FaultQueue(asyncio.Queue[Any]):
         self._injector = injector
         self._closed = False
 
+        self._release: asyncio.TimerHandle | None = None
+
+    def close(self) -> None:
+        self._closed = True
+
     def put_nowait(self, item: Any) -> None:
         if not isinstance(item, dict):  # None closes the subscriber
-            self._closed = True
+            self.release_held()
+            self.close()
             super().put_nowait(item)
             return
-        if self._closed:  # nobody will read it: don't let it count towards faults
+        if self._closed:  # its socket was dropped: don't let it count towards faults
             return
-        for event in self._injector.outgoing(item):
+        for event in self._injector.outgoing(item, stream=self):
             super().put_nowait(event)
+        hold_s = self._injector.holding(self)
+        if hold_s is not None and self._release is None:
+            self._release = asyncio.get_running_loop().call_later(hold_s, self.release_held)
         self._injector.settle()
+
+    def release_held(self) -> None:
+        """Send an event held back for reordering now (the stream went quiet)."""
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
+        for event in self._injector.flush(self):
+            if not self._closed:
+                super().put_nowait(event)
 
 
 class FaultInjector:
@@ -163,13 +185,14 @@ class FaultInjector:
         self.counters = FaultCounters()
         self._rng = random.Random(seed)
         self._sockets: dict[int, _Tracked] = {}
-        self._held: Event | None = None
+        self._held: dict[Hashable, tuple[Event, float]] = {}  # stream -> (event, max hold s)
         self._events_since_drop = 0
         self._unknown_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[bool]] = set()
         self._last_dropped = 0
         self._drop_due: Literal["close", "abort"] | None = None
         self._hub: _Hub | None = None
+        self._queues: weakref.WeakSet[_FaultQueue] = weakref.WeakSet()
         # with credentials (set by ``extension``), /sim/faults needs the simulator's basic auth
         self._credentials: tuple[str, str] | None = None
         self.events_path = EVENTS_PATH
@@ -186,9 +209,12 @@ class FaultInjector:
         self.arm(FaultPlan.model_validate(merged))
 
     def clear(self) -> list[Event]:
-        """Disarm everything; returns any event still held back, to be sent now."""
+        """Disarm everything. Held-back events go out to attached subscribers; the others
+        (from direct ``outgoing`` calls) are returned, to be sent now."""
         self.plan = FaultPlan()
-        return self.flush()
+        for queue in list(self._queues):
+            queue.release_held()
+        return [event for stream in list(self._held) for event in self.flush(stream)]
 
     def fail_requests(self, status: int = 503, count: int | None = 1, **kw: Any) -> None:
         self.update(http_5xx=Http5xxFault(status=status, count=count, **kw))
@@ -280,18 +306,19 @@ class FaultInjector:
     def _event_matches(fault: _EventFault, event: Event) -> bool:
         return not fault.types or event.get("type") in fault.types
 
-    def outgoing(self, event: Event) -> list[Event]:
-        """The events to send in place of ``event``, in order."""
+    def outgoing(self, event: Event, stream: Hashable = None) -> list[Event]:
+        """The events to send in place of ``event``, in order. ``stream`` names the events
+        stream (one per subscriber) so a held-back event comes out on its own stream."""
         self.counters.events_seen += 1
         out: list[Event] = []
         reorder = self.plan.reorder_events
         if (
-            self._held is None
+            stream not in self._held
             and reorder is not None
             and self._event_matches(reorder, event)
             and self._fire("reorder_events", reorder)
         ):
-            self._held = event
+            self._held[stream] = (event, reorder.max_hold_ms / 1000.0)
             self.counters.reordered += 1
         else:
             out.append(event)
@@ -300,9 +327,9 @@ class FaultInjector:
                 if self._fire("duplicate_events", dup):
                     out.append(copy.deepcopy(event))
                     self.counters.duplicated += 1
-            if self._held is not None:
-                out.append(self._held)
-                self._held = None
+            held = self._held.pop(stream, None)
+            if held is not None:
+                out.append(held[0])
         stray = self.plan.unknown_channel_events
         if stray is not None and isinstance(event.get("channel"), dict):
             if self._event_matches(stray, event) and self._fire("unknown_channel_events", stray):
@@ -311,10 +338,15 @@ class FaultInjector:
         self._count_towards_drop()
         return out
 
-    def flush(self) -> list[Event]:
+    def flush(self, stream: Hashable = None) -> list[Event]:
         """An event held back for reordering, to be sent now (e.g. when the stream goes idle)."""
-        held, self._held = self._held, None
-        return [held] if held is not None else []
+        held = self._held.pop(stream, None)
+        return [held[0]] if held is not None else []
+
+    def holding(self, stream: Hashable = None) -> float | None:
+        """How long an event held back on ``stream`` may wait at most; None if none is held."""
+        held = self._held.get(stream)
+        return held[1] if held is not None else None
 
     def _stray_copy(self, event: Event) -> Event:
         stray = copy.deepcopy(event)
@@ -328,20 +360,24 @@ class FaultInjector:
         if drop is None:
             return
         self._events_since_drop += 1
-        if self._events_since_drop < drop.after_events:
+        if self._events_since_drop >= drop.after_events:
+            self._drop_due = drop.mode
+
+    def settle(self) -> None:
+        """Carry out a drop that became due once the events returned by ``outgoing`` are sent."""
+        mode, self._drop_due = self._drop_due, None
+        drop = self.plan.ws_drop
+        if mode is None or drop is None:
             return
+        closing = self._drop_now(mode)
+        if self._last_dropped == 0:
+            return  # nobody to drop yet: the next event tries again
         self._events_since_drop = 0
         if drop.count is not None:
             drop.count -= 1
             if drop.count <= 0:
                 self.plan.ws_drop = None
-        self._drop_due = drop.mode
-
-    def settle(self) -> None:
-        """Carry out a drop that became due once the events returned by ``outgoing`` are sent."""
-        mode, self._drop_due = self._drop_due, None
-        if mode is not None:
-            self._spawn_closes(self._drop_now(mode))
+        self._spawn_closes(closing)
 
     # --- WebSockets ---
     def attach(self, hub: _Hub) -> None:
@@ -352,6 +388,7 @@ class FaultInjector:
         def faulty_subscribe(apps: Iterable[str], subscribe_all: bool) -> Any:
             sub = subscribe(apps, subscribe_all)
             sub.queue = _FaultQueue(self, sub.queue.maxsize)
+            self._queues.add(sub.queue)
             return sub
 
         hub.subscribe = faulty_subscribe  # type: ignore[method-assign]
@@ -383,6 +420,8 @@ class FaultInjector:
         """Drop at once (so no later event slips out first); returns sockets still to close."""
         victims = list(self._sockets.values())
         self._sockets.clear()
+        for queue in list(self._queues):
+            queue.close()
         closed_by_hub = 0
         if mode == "close" and self._hub is not None:
             closed_by_hub = self._hub.drop_all()

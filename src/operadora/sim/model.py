@@ -132,8 +132,11 @@ class Channel:
     moh: str | None = None
     moh_task: asyncio.Task[Any] | None = None
     on_hold: bool = False
-    muted: bool = False
+    mute_in: bool = False  # audio from the device is not passed on (ARI mute 'in')
+    mute_out: bool = False  # audio to the device is dropped (ARI mute 'out')
     taps: list[Callable[[bytes], None]] = field(default_factory=list)  # live recordings
+    tx_frames: int = 0  # frames sent to / received from the device (rtp_statistics)
+    rx_frames: int = 0
     playing: int = 0  # active playbacks: bridge audio is not written meanwhile
     terminating: bool = False
     stasis_done: asyncio.Future[None] | None = None
@@ -176,18 +179,21 @@ class Channel:
     # ----- audio routing -----
     def write(self, frame: bytes) -> None:
         """Audio towards this channel's device (or out of the other Local half)."""
-        if self.destroyed or self.muted:
+        if self.destroyed or self.mute_out:
             return
         if self.peer is not None:
             if not self.peer.destroyed:
                 self.peer.receive(frame)
         elif self.device_write is not None:
+            self.tx_frames += 1
             self.device_write(frame)
 
     def receive(self, frame: bytes) -> None:
         """Audio read from this channel (from its device or the other Local half)."""
-        if self.destroyed:
+        if self.destroyed or self.mute_in:
             return
+        if self.peer is None:
+            self.rx_frames += 1
         self.voice.set()
         for tap in self.taps:
             tap(frame)
@@ -208,6 +214,7 @@ class Bridge:
     moh_class: str | None = None
     app: str | None = None
     apps: set[str] = field(default_factory=set)  # applications subscribed to this bridge
+    announcers: set[str] = field(default_factory=set)  # holding bridge: heard by participants
     destroyed: bool = False
     mixer: Any = None  # operadora.sim.bridging.Mixer
     stoppers: list[Callable[[], None]] = field(default_factory=list)  # bridge playback / MOH
@@ -243,6 +250,12 @@ class Playback:
     state: str = "queued"
     task: asyncio.Task[Any] | None = None
     stop_state: str = "done"
+    position: int = 0  # next 20 ms frame of the current media
+    skip_frames: int = 150  # reverse/forward step (skipms, default 3000 ms)
+    running: asyncio.Event = field(default_factory=asyncio.Event)  # cleared while paused
+
+    def __post_init__(self) -> None:
+        self.running.set()
 
     def json(self) -> Json:
         return {

@@ -54,8 +54,51 @@ def validate_media(uri: str) -> bool:
     return bool(name) and scheme in ("sound", "recording", "tone", "digits", "number")
 
 
+async def play_controlled(
+    pb: Playback, frames: Sequence[bytes], sink: Callable[[bytes], None], offset: int = 0
+) -> None:
+    """Paced playback that honours ``/playbacks/{id}/control`` (pause, restart, skips)."""
+    loop = asyncio.get_running_loop()
+    pb.position = max(0, offset)
+    next_at = loop.time()
+    while pb.position < len(frames):
+        if not pb.running.is_set():
+            await pb.running.wait()
+            next_at = loop.time()
+        delay = next_at - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+            if not pb.running.is_set():
+                continue
+        sink(frames[min(pb.position, len(frames) - 1)])
+        pb.position += 1
+        next_at += FRAME_S
+
+
+def control(pb: Playback, operation: str) -> None:
+    if operation == "pause":
+        pb.running.clear()
+        pb.state = "paused"
+    elif operation == "unpause":
+        pb.running.set()
+        pb.state = "playing"
+    elif operation == "restart":
+        pb.position = 0
+    elif operation == "reverse":
+        pb.position = max(0, pb.position - pb.skip_frames)
+    elif operation == "forward":
+        pb.position += pb.skip_frames
+
+
 def start_channel_playback(
-    pbx: Pbx, ch: Channel, media: list[str], playback_id: str | None, language: str
+    pbx: Pbx,
+    ch: Channel,
+    media: list[str],
+    playback_id: str | None,
+    language: str,
+    *,
+    offset_ms: int = 0,
+    skip_ms: int = 3000,
 ) -> Playback:
     pb = Playback(
         id=playback_id or pbx.new_uuid(),
@@ -63,13 +106,16 @@ def start_channel_playback(
         target_uri=f"channel:{ch.id}",
         language=language or ch.language,
     )
+    pb.skip_frames = max(1, skip_ms // FRAME_MS)
     pbx.playbacks[pb.id] = pb
     ch.playbacks.append(pb)
-    pb.task = ch.spawn(_run_channel_playback(pbx, ch, pb, media))
+    pb.task = ch.spawn(_run_channel_playback(pbx, ch, pb, media, offset_ms // FRAME_MS))
     return pb
 
 
-async def _run_channel_playback(pbx: Pbx, ch: Channel, pb: Playback, media: list[str]) -> None:
+async def _run_channel_playback(
+    pbx: Pbx, ch: Channel, pb: Playback, media: list[str], offset: int
+) -> None:
     speaking = False
     try:
         async with ch.control:
@@ -79,9 +125,11 @@ async def _run_channel_playback(pbx: Pbx, ch: Channel, pb: Playback, media: list
             pbx.emit("PlaybackStarted", playback=pb, _app=ch.stasis_app)
             ch.playing += 1
             speaking = True
-            for uri in media:
+            for index, uri in enumerate(media):
                 pb.media_uri = uri
-                await paced(media_frames(pbx, uri), ch.write)
+                await play_controlled(
+                    pb, media_frames(pbx, uri), ch.write, offset if not index else 0
+                )
             finish(pbx, pb, "done", ch)
     finally:
         if speaking:
@@ -91,7 +139,7 @@ async def _run_channel_playback(pbx: Pbx, ch: Channel, pb: Playback, media: list
 def finish(pbx: Pbx, pb: Playback, state: str, ch: Channel | None = None) -> None:
     if pb.state in ("done", "failed", "cancelled"):
         return
-    started = pb.state == "playing"
+    started = pb.state in ("playing", "paused")
     pb.state = state
     pbx.playbacks.pop(pb.id, None)
     if ch is not None and pb in ch.playbacks:

@@ -142,9 +142,8 @@ class Simulator:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = int(sockets[0].getsockname()[1]) if sockets else self.settings.port
+        addresses = self._runner.addresses
+        self.port = int(addresses[0][1]) if addresses else self.settings.port
         log.info("PBX simulator listening on %s", self.ari_url)
 
     async def close(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
@@ -48,107 +49,157 @@ async def _call(session: AsyncSession, call_id: str, at: float) -> CallRow:
     return row
 
 
+Written = tuple[ev.DomainEvent, bool]  # an event, and whether a caller turn is negative
+
+
+async def _arrived(s: AsyncSession, e: ev.CallArrivedEvent) -> None:
+    row = await _call(s, e.call_id, e.at)
+    row.caller_id, row.did, row.channel_id = e.caller_id, e.did, e.channel_id
+    row.server, row.instance, row.arrived_at = e.server, e.instance, e.at
+
+
+async def _answered(s: AsyncSession, e: ev.CallAnsweredEvent) -> None:
+    row = await _call(s, e.call_id, e.at)
+    row.answered_at = e.at
+    if row.state == "arrived":
+        row.state = "answered"
+
+
+async def _media_connected(s: AsyncSession, e: ev.MediaConnectedEvent) -> None:
+    row = await _call(s, e.call_id, e.at)
+    row.media_at = e.at
+    if row.state in ("arrived", "answered"):
+        row.state = "connected"
+
+
+async def _turn(s: AsyncSession, e: ev.TurnEvent, negative: bool) -> None:
+    await _call(s, e.call_id, e.at)
+    s.add(
+        TurnRow(
+            call_id=e.call_id,
+            speaker=e.speaker,
+            text=e.text,
+            started_at=e.started_at or e.at,
+            ended_at=e.ended_at or e.at,
+            interrupted=e.interrupted,
+            latency_ms=e.latency_ms,
+            timings=dict(e.timings),
+            negative=negative,
+        )
+    )
+
+
+async def _transfer(s: AsyncSession, e: ev.TransferEvent) -> None:
+    await _call(s, e.call_id, e.at)
+    tid = e.transfer_id or f"{e.call_id}:{e.kind}:{e.at}"
+    row = await s.get(TransferRow, tid)
+    step = {"state": e.state, "at": e.at}
+    if row is None:
+        s.add(
+            TransferRow(
+                id=tid,
+                call_id=e.call_id,
+                kind=e.kind,
+                target=e.target,
+                state=e.state,
+                outcome=e.outcome,
+                history=[step],
+                started_at=e.at,
+                updated_at=e.at,
+            )
+        )
+        return
+    row.history = [*row.history, step]
+    row.state, row.updated_at = e.state, e.at
+    row.kind, row.target = e.kind or row.kind, e.target or row.target
+    if e.outcome is not None:
+        row.outcome = e.outcome
+
+
+async def _recording(s: AsyncSession, e: ev.RecordingEvent) -> None:
+    await _call(s, e.call_id, e.at)
+    found = await s.scalars(
+        select(RecordingRow).where(RecordingRow.call_id == e.call_id, RecordingRow.name == e.name)
+    )
+    row = found.first()
+    if row is None:
+        row = RecordingRow(call_id=e.call_id, name=e.name, started_at=e.at)
+        s.add(row)
+    row.state = e.state or row.state
+    row.reason = row.reason or e.reason  # why it started; later events carry causes
+    row.path = e.path or row.path
+    if e.state in ("finished", "failed"):
+        row.ended_at = e.at
+
+
+async def _ended(s: AsyncSession, e: ev.CallEndedEvent) -> None:
+    row = await _call(s, e.call_id, e.at)
+    if row.ended_at is not None and not row.closed_out:
+        return  # the first end wins: one complete record per call
+    row.state, row.ended_at = "ended", e.at
+    row.disposition = e.disposition or "resolved"
+    row.hangup_cause, row.hangup_cause_txt = e.cause, e.cause_txt
+    row.ended_by, row.closed_out = e.ended_by, False
+    await s.execute(
+        update(RecordingRow)
+        .where(RecordingRow.call_id == e.call_id, RecordingRow.ended_at.is_(None))
+        .values(ended_at=e.at, state="finished")
+    )
+
+
+async def _apply(s: AsyncSession, e: ev.DomainEvent, negative: bool) -> None:
+    match e:
+        case ev.CallArrivedEvent():
+            await _arrived(s, e)
+        case ev.CallAnsweredEvent():
+            await _answered(s, e)
+        case ev.MediaConnectedEvent():
+            await _media_connected(s, e)
+        case ev.TurnEvent():
+            await _turn(s, e, negative)
+        case ev.TransferEvent():
+            await _transfer(s, e)
+        case ev.RecordingEvent():
+            await _recording(s, e)
+        case ev.CallEndedEvent():
+            await _ended(s, e)
+        case _:
+            pass
+
+
 class CallRepository:
     """Calls, turns, transfers and recordings."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def arrived(self, e: ev.CallArrivedEvent) -> None:
+    async def write(self, events: Sequence[Written]) -> None:
+        """Write events in order, in one transaction."""
         async with self.db.session() as s, s.begin():
-            row = await _call(s, e.call_id, e.at)
-            row.caller_id, row.did, row.channel_id = e.caller_id, e.did, e.channel_id
-            row.server, row.instance, row.arrived_at = e.server, e.instance, e.at
+            for event, negative in events:
+                await _apply(s, event, negative)
+                await s.flush()
+
+    async def arrived(self, e: ev.CallArrivedEvent) -> None:
+        await self.write([(e, False)])
 
     async def answered(self, e: ev.CallAnsweredEvent) -> None:
-        async with self.db.session() as s, s.begin():
-            row = await _call(s, e.call_id, e.at)
-            row.answered_at = e.at
-            if row.state == "arrived":
-                row.state = "answered"
+        await self.write([(e, False)])
 
     async def media_connected(self, e: ev.MediaConnectedEvent) -> None:
-        async with self.db.session() as s, s.begin():
-            row = await _call(s, e.call_id, e.at)
-            row.media_at = e.at
-            if row.state in ("arrived", "answered"):
-                row.state = "connected"
+        await self.write([(e, False)])
 
     async def turn(self, e: ev.TurnEvent, *, negative: bool = False) -> None:
-        async with self.db.session() as s, s.begin():
-            await _call(s, e.call_id, e.at)
-            s.add(
-                TurnRow(
-                    call_id=e.call_id,
-                    speaker=e.speaker,
-                    text=e.text,
-                    started_at=e.started_at or e.at,
-                    ended_at=e.ended_at or e.at,
-                    interrupted=e.interrupted,
-                    latency_ms=e.latency_ms,
-                    timings=dict(e.timings),
-                    negative=negative,
-                )
-            )
+        await self.write([(e, negative)])
 
     async def transfer(self, e: ev.TransferEvent) -> None:
-        async with self.db.session() as s, s.begin():
-            await _call(s, e.call_id, e.at)
-            tid = e.transfer_id or f"{e.call_id}:{e.kind}:{e.at}"
-            row = await s.get(TransferRow, tid)
-            step = {"state": e.state, "at": e.at}
-            if row is None:
-                row = TransferRow(
-                    id=tid,
-                    call_id=e.call_id,
-                    kind=e.kind,
-                    target=e.target,
-                    state=e.state,
-                    outcome=e.outcome,
-                    history=[step],
-                    started_at=e.at,
-                    updated_at=e.at,
-                )
-                s.add(row)
-                return
-            row.history = [*row.history, step]
-            row.state, row.updated_at = e.state, e.at
-            row.kind, row.target = e.kind or row.kind, e.target or row.target
-            if e.outcome is not None:
-                row.outcome = e.outcome
+        await self.write([(e, False)])
 
     async def recording(self, e: ev.RecordingEvent) -> None:
-        async with self.db.session() as s, s.begin():
-            await _call(s, e.call_id, e.at)
-            found = await s.scalars(
-                select(RecordingRow).where(
-                    RecordingRow.call_id == e.call_id, RecordingRow.name == e.name
-                )
-            )
-            row = found.first()
-            if row is None:
-                row = RecordingRow(call_id=e.call_id, name=e.name, started_at=e.at)
-                s.add(row)
-            row.state = e.state or row.state
-            row.reason = row.reason or e.reason  # why it started; later events carry causes
-            row.path = e.path or row.path
-            if e.state in ("finished", "failed"):
-                row.ended_at = e.at
+        await self.write([(e, False)])
 
     async def ended(self, e: ev.CallEndedEvent) -> None:
-        async with self.db.session() as s, s.begin():
-            row = await _call(s, e.call_id, e.at)
-            if row.ended_at is not None and not row.closed_out:
-                return  # the first end wins: one complete record per call
-            row.state, row.ended_at = "ended", e.at
-            row.disposition = e.disposition or "resolved"
-            row.hangup_cause, row.hangup_cause_txt = e.cause, e.cause_txt
-            row.ended_by, row.closed_out = e.ended_by, False
-            await s.execute(
-                update(RecordingRow)
-                .where(RecordingRow.call_id == e.call_id, RecordingRow.ended_at.is_(None))
-                .values(ended_at=e.at, state="finished")
-            )
+        await self.write([(e, False)])
 
     async def close_out_open_calls(self, instance: str | None = None) -> list[str]:
         """End the calls a crashed engine left open; returns their ids."""

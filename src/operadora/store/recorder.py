@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from operadora import events as ev
+from operadora.store.calls import Written
 from operadora.store.sentiment import SentimentTracker
 
 if TYPE_CHECKING:
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from operadora.store import Store
 
 log = logging.getLogger(__name__)
+MAX_BATCH = 500
 
 
 class CallRecorder:
@@ -88,42 +90,68 @@ class CallRecorder:
 
     async def _run(self, queue: asyncio.Queue[ev.DomainEvent]) -> None:
         while True:
-            event = await queue.get()
+            batch = [await queue.get()]
+            while len(batch) < MAX_BATCH and not queue.empty():
+                batch.append(queue.get_nowait())
             try:
-                await self.handle(event)
+                await self.handle_batch(batch)
             except Exception:
-                log.exception(
-                    "could not record %s for call %s", type(event).__name__, event.call_id
-                )
+                log.exception("could not record %d event(s)", len(batch))
             finally:
-                queue.task_done()
+                for _ in batch:
+                    queue.task_done()
 
     async def handle(self, event: ev.DomainEvent) -> None:
-        calls = self.store.calls
+        await self.handle_batch([event])
+
+    async def handle_batch(self, events: list[ev.DomainEvent]) -> None:
+        """Write what the events say, in order, in one transaction (the events queued while
+        the previous write ran); if that fails, event by event, so that one bad event loses
+        nothing else."""
+        writes: list[Written] = []
+        for event in events:
+            try:
+                writes.extend(await self._prepare(event))
+            except Exception:
+                log.exception(
+                    "could not handle %s for call %s", type(event).__name__, event.call_id
+                )
+        try:
+            await self.store.calls.write(writes)
+        except Exception:
+            if len(writes) == 1:
+                raise
+            log.warning("writing %d events at once failed; writing one by one", len(writes))
+            for write in writes:
+                try:
+                    await self.store.calls.write([write])
+                except Exception:
+                    log.exception(
+                        "could not record %s for call %s",
+                        type(write[0]).__name__,
+                        write[0].call_id,
+                    )
+        for event in events:
+            if isinstance(event, ev.CallEndedEvent):
+                self._forget(event.call_id)
+
+    async def _prepare(self, event: ev.DomainEvent) -> list[Written]:
+        """The event's side effects (recordings to start, callbacks, audit), then its writes."""
         match event:
             case ev.CallArrivedEvent():
                 self._caller_ids[event.call_id] = event.caller_id
-                await calls.arrived(event)
-            case ev.CallAnsweredEvent():
-                await calls.answered(event)
-            case ev.MediaConnectedEvent():
-                await calls.media_connected(event)
             case ev.TurnEvent():
-                negative = await self._caller_turn(event)
-                await calls.turn(event, negative=negative)
-            case ev.TransferEvent():
-                await calls.transfer(event)
-            case ev.RecordingEvent():
-                if event.state == "started":
-                    self._recording.add(event.call_id)
-                await calls.recording(event)
+                return [(event, await self._caller_turn(event))]
+            case ev.RecordingEvent() if event.state == "started":
+                self._recording.add(event.call_id)
             case ev.ActionRequestedEvent():
                 await self._action(event)
-            case ev.CallEndedEvent():
-                await calls.ended(event)
-                self._forget(event.call_id)
+                return []
+            case ev.SpeakingEvent() | ev.DtmfEvent():
+                return []
             case _:
                 pass
+        return [(event, False)]
 
     async def _caller_turn(self, event: ev.TurnEvent) -> bool:
         if event.speaker != "caller" or not event.text:

@@ -6,11 +6,13 @@ import logging
 from pathlib import Path
 
 from operadora.config import AgentSettings, SttSettings, TtsSettings, VoiceSettings
+from operadora.events import EventBus
+from operadora.media import MediaSession, SessionHandler
 from operadora.voice.agent.llm import LlmAgent, OpenAiChatClient, system_prompt_from_script
 from operadora.voice.agent.script import load_script
 from operadora.voice.engines import STT_RATE, Agent, SpeechToText, TextToSpeech
 from operadora.voice.errors import ProviderError
-from operadora.voice.session import Engines, VadFactory, VoiceActivity
+from operadora.voice.session import Engines, VadFactory, VoiceActivity, VoiceAgentSession
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +144,26 @@ async def warm_up(engines: Engines) -> None:
         pass
     vad = engines.vad(STT_RATE)
     vad.speech_probability(np.zeros(vad.window_samples, np.float32))
+
+
+def agent_handler(
+    engines: Engines,
+    settings: VoiceSettings,
+    bus: EventBus,
+    *,
+    language: str | None = None,
+    greet: bool = True,
+) -> SessionHandler:
+    """A media-server handler that runs the voice agent on every connection; the call id is
+    the AudioSocket UUID."""
+
+    async def handler(media: MediaSession) -> None:
+        session = VoiceAgentSession(
+            media, engines, settings, bus, str(media.call_uuid), language=language, greet=greet
+        )
+        await session.run()
+
+    return handler
 
 
 def build_engines(settings: VoiceSettings, language: str | None = None) -> Engines:

@@ -274,7 +274,19 @@ class VoiceAgentSession:
     def _start_speculative(self) -> None:
         if self._speculative is not None:
             self._speculative.cancel()
-        self._speculative = self._loop.create_task(self._transcribe(self._utterance_audio()))
+        task = self._loop.create_task(self._transcribe(self._utterance_audio()))
+        task.add_done_callback(self._on_speculative)
+        self._speculative = task
+
+    def _on_speculative(self, task: asyncio.Task[tuple[str, float]]) -> None:
+        """A transcript that reads as a finished sentence ends the turn sooner."""
+        quick = self._settings.complete_turn_silence_ms
+        if task is not self._speculative or task.cancelled() or not quick:
+            return
+        if self._turns.state is TurnState.TRAILING and looks_complete(task.result()[0]):
+            self._turns.shorten_silence(quick)
+            self._disarm_timer()
+            self._on_timer()
 
     async def _transcribe(self, audio: Float32Audio) -> tuple[str, float]:
         started = self._loop.time()
@@ -431,6 +443,12 @@ class VoiceAgentSession:
     def _publish_turn(self, event: TurnEvent) -> None:
         self.turns.append(event)
         self._bus.publish(event)
+
+
+def looks_complete(text: str) -> bool:
+    """Ends like a sentence, not like a trailing-off ("so...") or a clause ("and,")."""
+    text = text.strip()
+    return bool(text) and text[-1] in ".?!" and not text.endswith("..")
 
 
 async def _one_text(text: str) -> AsyncIterator[AgentOutput]:

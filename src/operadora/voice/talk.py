@@ -16,10 +16,9 @@ from operadora.audiosocket.protocol import AudioFrame
 from operadora.audiosocket.server import start_media_server
 from operadora.config import Settings
 from operadora.events import ActionRequestedEvent, DomainEvent, EventBus, TurnEvent
-from operadora.media import MediaSession
-from operadora.voice.factory import warm_up
+from operadora.voice.factory import agent_handler, warm_up
 from operadora.voice.pcm import resample, to_pcm16
-from operadora.voice.session import Engines, VoiceAgentSession
+from operadora.voice.session import Engines
 from operadora.voice.wavio import read_wav
 
 FRAME_MS = 20
@@ -55,18 +54,7 @@ async def talk(
     bus = EventBus()
     events = bus.subscribe()
 
-    async def handler(media: MediaSession) -> None:
-        session = VoiceAgentSession(
-            media,
-            engines,
-            settings.voice,
-            bus,
-            str(media.call_uuid),
-            language=language,
-            greet=False,
-        )
-        await session.run()
-
+    handler = agent_handler(engines, settings.voice, bus, language=language, greet=False)
     media_settings = settings.media.model_copy(update={"host": "127.0.0.1", "port": 0})
     server = await start_media_server(media_settings, handler)
     result = TalkResult(sample_rate=sample_rate)

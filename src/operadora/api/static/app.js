@@ -3,7 +3,7 @@
 "use strict";
 
 const TOKEN_KEY = "operadora.token";
-const state = { token: localStorage.getItem(TOKEN_KEY) || "", role: null, calls: new Map(), abort: null };
+const state = { token: localStorage.getItem(TOKEN_KEY) || "", role: null, calls: new Map(), justEnded: new Map(), abort: null };
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs, ...children) {
@@ -73,8 +73,18 @@ function renderCall(call) {
     const turn = call.turns[box.childElementCount];
     box.append(el("p", { class: "turn " + turn.speaker }, el("b", {}, turn.speaker + ": "), turn.text));
   }
-  box.scrollTop = box.scrollHeight;
+  scrollLater(box);
   renderCounts();
+}
+
+// Scrolling reads layout: do it once per frame for every transcript that grew, not per event.
+const toScroll = new Set();
+function scrollLater(box) {
+  if (!toScroll.size) requestAnimationFrame(() => {
+    for (const b of toScroll) b.scrollTop = b.scrollHeight;
+    toScroll.clear();
+  });
+  toScroll.add(box);
 }
 
 function renderCounts() {
@@ -120,9 +130,11 @@ function onEvent(kind, e) {
     state.calls.delete(e.call_id);
     document.getElementById("call-" + e.call_id)?.remove();
     renderCounts();
-    // show it in history at once; the records written by the server replace it shortly
-    if (ended && !$("history-q").value.trim()) {
-      $("history-body").prepend(historyRow({ ...ended, ended_at: e.at, disposition: e.disposition, ended_by: e.ended_by }));
+    // show it in history at once; the server's records replace it once they have it
+    if (ended) {
+      const record = { ...ended, ended_at: e.at, disposition: e.disposition, ended_by: e.ended_by, tries: 0 };
+      state.justEnded.set(e.call_id, record);
+      if (!$("history-q").value.trim()) $("history-body").prepend(historyRow(record));
     }
     clearTimeout(onEvent.history);
     onEvent.history = setTimeout(loadHistory, 1000);
@@ -261,7 +273,15 @@ async function loadHistory() {
   if (q) params.set(/^[+\d][\d\s-]*$/.test(q) ? "caller_id" : "q", q);
   try {
     const page = await getJSON("/api/calls?" + params);
-    $("history-body").replaceChildren(...page.items.map(historyRow));
+    const rows = page.items.map(historyRow);
+    for (const c of page.items) state.justEnded.delete(c.id);
+    if (!q) {  // calls that ended here but are not in the records yet stay on top
+      for (const [id, c] of state.justEnded) {
+        if (++c.tries > 10) state.justEnded.delete(id); else rows.unshift(historyRow(c));
+      }
+      if (state.justEnded.size) { clearTimeout(onEvent.history); onEvent.history = setTimeout(loadHistory, 1000); }
+    }
+    $("history-body").replaceChildren(...rows);
   } catch (_) { /* retried later */ }
 }
 

@@ -20,6 +20,10 @@ def register(app: typer.Typer) -> None:
         rate: Annotated[
             float, typer.Option("--rate", min=0.01, help="calls per second (arrival rate)")
         ] = 0.3,
+        poisson: Annotated[
+            bool, typer.Option("--poisson", help="random (Poisson) arrivals at that rate")
+        ] = False,
+        seed: Annotated[int | None, typer.Option("--seed", help="seed for --poisson")] = None,
         persona: Annotated[
             list[str] | None,
             typer.Option("--persona", "-p", help="a persona by name (repeat; see --list)"),
@@ -32,6 +36,17 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--caller-stt", help="callers also transcribe what they hear")
         ] = False,
         live: Annotated[bool, typer.Option("--live/--no-live", help="live display")] = True,
+        direct: Annotated[
+            bool,
+            typer.Option("--direct", help="skip the PBX simulator: AudioSocket straight in"),
+        ] = False,
+        directory: Annotated[
+            Path | None,
+            typer.Option("--directory", help="YAML: who answers, is busy or ignores (extensions)"),
+        ] = None,
+        strict: Annotated[
+            bool, typer.Option("--strict", help="exit 1 unless every call ends as expected")
+        ] = False,
         list_personas: Annotated[
             bool, typer.Option("--list", help="list the personas and exit")
         ] = False,
@@ -42,6 +57,7 @@ def register(app: typer.Typer) -> None:
         import logging
 
         from operadora.demo import DemoError, DemoOptions, run_demo
+        from operadora.sim.callers.extensions import load_directory
         from operadora.sim.callers.scenario import ScenarioError, load_personas, shipped_personas
 
         if language not in ("en", "es", "both"):
@@ -49,6 +65,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2)
         try:
             personas = shipped_personas() + load_personas(scenarios or [])
+            who_answers = load_directory(directory) if directory is not None else None
         except ScenarioError as exc:
             err_console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None
@@ -63,10 +80,14 @@ def register(app: typer.Typer) -> None:
             language=language,  # type: ignore[arg-type]
             keep_running=keep_running,
             rate_per_s=rate,
+            arrivals="poisson" if poisson else "uniform",
+            seed=seed,
             personas=tuple(persona or ()),
             scenario_paths=tuple(scenarios or ()),
             live=live,
             caller_stt=caller_stt,
+            route="direct" if direct else "sim",
+            directory=who_answers,
         )
         try:
             result = asyncio.run(run_demo(settings, options, console))
@@ -75,5 +96,6 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
-        if result.passed < len(result.calls):
+        failed = [c for c in result.calls if c.verdict is None or c.verdict.outcome == "failed"]
+        if failed or (strict and result.passed < len(result.calls)):
             raise typer.Exit(1)

@@ -15,7 +15,9 @@ from operadora.sim.callers.extensions import (
     ExtensionAgent,
     ExtensionBehaviour,
 )
-from operadora.voice.engines import TextToSpeech
+from operadora.sim.callers.persona import CallerReport, EventSink, PersonaRun
+from operadora.sim.callers.scenario import Persona
+from operadora.voice.engines import SpeechToText, TextToSpeech
 
 log = logging.getLogger(__name__)
 
@@ -77,3 +79,37 @@ def extension_dial_handler(
             line.close()
 
     return handle
+
+
+async def call_in(
+    simulator: Any,
+    persona: Persona,
+    tts: TextToSpeech,
+    stt: SpeechToText | None = None,
+    *,
+    endpoint: str = "PJSIP/gateway-fxo-1",
+    context: str = "call-center",
+    extension: str = "110",
+    on_line: Callable[[Any], None] | None = None,
+    on_event: EventSink | None = None,
+    send_silence: bool = True,
+) -> CallerReport:
+    """Place ``persona``'s call into the simulator (``context,extension,1``) and run it to the
+    end; ``on_line`` sees the line (its ``channel_id``) as soon as the call exists."""
+    audio = CallerAudio(LINE_RATE, send_silence=send_silence)
+    line = simulator.inbound_call(
+        endpoint,
+        context=context,
+        extension=extension,
+        caller_id=str(persona.caller_id),
+        variables={"OPERADORA_DID": persona.did},
+    )
+    if on_line is not None:
+        on_line(line)
+    line.attach(audio, audio)
+    try:
+        return await PersonaRun(persona, audio, line, tts, stt, on_event=on_event).run()
+    finally:
+        if not line.ended:
+            await line.hangup()
+        line.close()

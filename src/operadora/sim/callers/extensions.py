@@ -13,11 +13,14 @@ import contextlib
 import fnmatch
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from operadora.sim.callers.audio import CallerAudio, resample
+from operadora.sim.callers.scenario import ScenarioError
 from operadora.voice.engines import TextToSpeech
 
 log = logging.getLogger(__name__)
@@ -86,6 +89,15 @@ class QueueOutcome:
     member: str | None  # the endpoint that answered; None when nobody did in max_wait_s
     waited_s: float
     attempts: int
+
+
+def load_directory(path: Path) -> DirectorySettings:
+    """A directory from YAML: ``extensions: [{endpoint, action, ring_s, ...}]``, ``queues``."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return DirectorySettings.model_validate(data or {})
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise ScenarioError(f"{path}: {exc}") from None
 
 
 class Directory:

@@ -102,10 +102,11 @@ async def add_channel(request: web.Request) -> web.Response:
             raise PbxError(422, "Channel not in Stasis application")
         if ch.bridge is not None and ch.bridge is not bridge:
             raise PbxError(409, "Channel is already bridged")
-    bridging.add_channels(pbx, bridge, members)
+    role = params.text("role", "participant") or "participant"
+    bridging.add_channels(pbx, bridge, members, role)
     if params.flag("mute"):
         for ch in members:
-            ch.muted = True
+            ch.mute_in = True
     return no_content()
 
 

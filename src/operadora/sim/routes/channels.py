@@ -192,17 +192,30 @@ async def dtmf(request: web.Request) -> web.Response:
     return no_content()
 
 
+def _directions(params: Params) -> tuple[bool, bool]:
+    direction = params.text("direction", "both")
+    if direction not in ("both", "in", "out"):
+        raise PbxError(400, "Invalid direction specified")
+    return direction in ("both", "in"), direction in ("both", "out")
+
+
 @routes.post("/ari/channels/{channelId}/mute")
 async def mute(request: web.Request) -> web.Response:
+    params = await Params.read(request)
     _pbx, ch = _stasis(request)
-    ch.muted = True
+    mute_in, mute_out = _directions(params)
+    ch.mute_in = ch.mute_in or mute_in
+    ch.mute_out = ch.mute_out or mute_out
     return no_content()
 
 
 @routes.delete("/ari/channels/{channelId}/mute")
 async def unmute(request: web.Request) -> web.Response:
+    params = await Params.read(request)
     _pbx, ch = _stasis(request)
-    ch.muted = False
+    unmute_in, unmute_out = _directions(params)
+    ch.mute_in = ch.mute_in and not unmute_in
+    ch.mute_out = ch.mute_out and not unmute_out
     return no_content()
 
 
@@ -265,7 +278,15 @@ async def _play(request: web.Request, playback_id: str | None) -> web.Response:
             raise PbxError(400, f"Invalid media URI: {uri}")
     if playback_id and playback_id in pbx.playbacks:
         raise PbxError(409, "Playback with given id already exists")
-    pb = playback.start_channel_playback(pbx, ch, media, playback_id, params.text("lang"))
+    pb = playback.start_channel_playback(
+        pbx,
+        ch,
+        media,
+        playback_id,
+        params.text("lang"),
+        offset_ms=params.integer("offsetms", 0) or 0,
+        skip_ms=params.integer("skipms", 3000) or 3000,
+    )
     response = json_response(pb.json(), status=201)
     response.headers["Location"] = f"/playbacks/{pb.id}"
     return response

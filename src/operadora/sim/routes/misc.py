@@ -50,6 +50,7 @@ async def control_playback(request: web.Request) -> web.Response:
         raise PbxError(400, "Invalid operation parameter")
     if pb.state not in ("playing", "paused"):
         raise PbxError(409, "Playback not in a state to be controlled")
+    playback.control(pb, operation)
     return no_content()
 
 

@@ -80,9 +80,6 @@ class WhisperStt:
         )
         self._tokenizer_cls = Tokenizer
         self._beam_size = beam_size
-        self.timestamps = True
-        self.no_repeat_ngram_size = 0
-        self.repetition_penalty = 1.0
         self.multilingual = bool(self._model.model.is_multilingual)
         self._lock = threading.Lock()  # one decode at a time per model keeps latency predictable
 
@@ -117,10 +114,8 @@ class WhisperStt:
         tokenizer = self._tokenizer_cls(
             model.hf_tokenizer, self.multilingual, task="transcribe", language=language
         )
-        timestamps = self.timestamps
+        # with timestamps, segments that start after the speech (a loop) can be dropped
         prompt = list(tokenizer.sot_sequence)
-        if not timestamps:
-            prompt.append(tokenizer.no_timestamps)
         result = model.model.generate(
             encoded,
             [prompt],
@@ -131,16 +126,13 @@ class WhisperStt:
             suppress_blank=True,
             suppress_tokens=_suppressed(tokenizer),
             max_initial_timestamp_index=50,
-            no_repeat_ngram_size=self.no_repeat_ngram_size,
-            repetition_penalty=self.repetition_penalty,
         )[0]
         tokens = result.sequences_ids[0]
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
         # faster-whisper's silence rule: likely no speech and a poor decode
         if result.no_speech_prob > 0.6 and avg_logprob < -1.0:
             return Transcript("", language, 0.0)
-        if timestamps:
-            tokens = _within(tokens, tokenizer.timestamp_begin, _voiced_end_s(audio))
+        tokens = _within(tokens, tokenizer.timestamp_begin, _voiced_end_s(audio))
         text = collapse_repeats(tokenizer.decode(tokens).strip())
         return Transcript(text, language, float(np.exp(avg_logprob)))
 
