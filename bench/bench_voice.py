@@ -13,6 +13,7 @@ import asyncio
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from operadora.audiosocket.peer import AsteriskPeer
 from operadora.audiosocket.server import start_media_server
 from operadora.config import Settings
 from operadora.events import EventBus, TurnEvent
+from operadora.media import MediaSession
 from operadora.voice.engines import STT_RATE
 from operadora.voice.factory import agent_handler, build_engines, warm_up
 from operadora.voice.pcm import resample
@@ -50,7 +52,12 @@ async def conversation(
     bus = EventBus()
     events = bus.subscribe()
 
-    handler = agent_handler(engines, settings.voice, bus, language="en", greet=False)
+    agent = agent_handler(engines, settings.voice, bus, language="en", greet=False)
+    clears: list[float] = []
+
+    async def handler(media: MediaSession) -> None:
+        await agent(ClearTap(media, clears))
+
     media_settings = settings.media.model_copy(update={"host": "127.0.0.1", "port": 0})
     server = await start_media_server(media_settings, handler)
     try:
@@ -59,11 +66,34 @@ async def conversation(
         await peer.close()
     finally:
         await server.close()
-    turns = []
+    turns: list[TurnEvent] = []
+    callers: list[TurnEvent] = []
     while not events.empty():
         event = events.get_nowait()
         if isinstance(event, TurnEvent) and event.speaker == "agent" and event.latency_ms:
             turns.append(event)
+        elif isinstance(event, TurnEvent) and event.speaker == "caller" and event.text:
+            callers.append(event)
+    # where the wire figure differs from the engine's: the VAD's view of the end of speech
+    # (last voiced window) against the last voiced sample sent, and engine -> wire delivery
+    vad_tail, delivery = [], []
+    for wire_turn, caller_turn, agent_turn in zip(log.turns, callers, turns, strict=False):
+        vad_tail.append((caller_turn.ended_at - wire_turn.last_voice_sent) * 1000)
+        if wire_turn.first_agent_audio is not None and agent_turn.latency_ms is not None:
+            engine_first = caller_turn.ended_at + agent_turn.latency_ms / 1000
+            delivery.append((wire_turn.first_agent_audio - engine_first) * 1000)
+    print(row("vad end vs last sample", vad_tail))
+    print(row("engine -> wire", delivery))
+    detect, cut = [], []
+    for t in log.turns:
+        if t.barge_onset_sent is None or t.agent_stopped is None:
+            continue
+        clear = next((c for c in clears if c >= t.barge_onset_sent - 0.1), None)
+        if clear is not None:
+            detect.append((clear - t.barge_onset_sent) * 1000)
+            cut.append((t.agent_stopped - clear) * 1000)
+    print(row("barge-in: onset->clear", detect))
+    print(row("barge-in: clear->wire", cut))
     wire = [
         (t.first_agent_audio - t.last_voice_sent) * 1000
         for t in log.turns
@@ -78,6 +108,21 @@ async def conversation(
     if missed:
         print(f"  {missed} turn(s) got no agent answer within 10 s")
     return wire, turns, barge
+
+
+class ClearTap:
+    """The media session, with the time of every clear() (barge-in) noted for the breakdown."""
+
+    def __init__(self, media: MediaSession, clears: list[float]) -> None:
+        self._media = media
+        self._clears = clears
+
+    def clear(self) -> int:
+        self._clears.append(time.monotonic())
+        return self._media.clear()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._media, name)
 
 
 def word_error_rate(stt: WhisperStt, prompts: list[Prompt]) -> tuple[float, float, list[str]]:

@@ -15,13 +15,12 @@ import os
 import time
 from dataclasses import asdict
 from multiprocessing.connection import Connection
-from typing import Any
 
 from media_load import raise_priority
 from operadora.audio.framing import Reframer
 from operadora.audio.resample import StreamResampler
 from operadora.audio.vad import SileroVad
-from operadora.audio.vad_batch import SileroBatch, SileroBatchStream, Window
+from operadora.audio.vad_batch import SileroBatch, SileroBatchRunner
 from operadora.audiosocket.server import start_media_server
 from operadora.audiosocket.workers import new_event_loop
 from operadora.config import MediaSettings
@@ -33,51 +32,30 @@ BATCH_WAIT_S = 0.010  # the VAD answers at most 10 ms later than a per-call mode
 
 
 class Frontend:
-    """What every call runs; ``vad`` is ``batch`` (one shared model) or ``silero`` (per call)."""
+    """What every call runs; ``vad`` is ``batch`` (one shared model, scored in batches on a
+    worker thread), ``silero`` (a detector per call, on the loop) or ``none``."""
 
     def __init__(self, vad: str, vad_rate: int = VAD_RATE) -> None:
         self.vad = vad
         self.vad_rate = vad_rate
-        self.batch = SileroBatch(vad_rate) if vad == "batch" else None  # "none": no VAD
-        self._pending: dict[SileroBatchStream, list[Window]] = {}
-        self._count = 0
-        self._flush_scheduled = False
+        self.batch = SileroBatch(vad_rate) if vad == "batch" else None
+        self._runner: SileroBatchRunner | None = None
         self.windows = 0
         self.speech_windows = 0
 
-    def _submit(self, stream: SileroBatchStream, window: Window) -> None:
-        queued = self._pending.get(stream)
-        if queued is None:
-            self._pending[stream] = [window]
-        else:
-            queued.append(window)  # a call that fell behind: its windows go in later rounds
-        self._count += 1
-        if self._count >= BATCH_MAX:
-            self._flush()
-        elif not self._flush_scheduled:
-            # windows that arrive within BATCH_WAIT_S share one model run
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_later(BATCH_WAIT_S, self._flush)
+    def _result(self, probability: float) -> None:
+        self.windows += 1
+        self.speech_windows += probability > 0.5
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        if self.batch is None:
-            return
-        pending = self._pending
-        while pending:
-            # one round scores the oldest window of every call (a call's windows are a sequence)
-            items = [(stream, windows.pop(0)) for stream, windows in pending.items()]
-            probs = self.batch.score(items)
-            self.windows += len(probs)
-            self.speech_windows += int((probs > 0.5).sum())
-            for stream, _ in items:
-                if not pending[stream]:
-                    del pending[stream]
-        self._count = 0
+    def runner(self) -> SileroBatchRunner | None:
+        if self.batch is not None and self._runner is None:
+            self._runner = SileroBatchRunner(self.batch, BATCH_WAIT_S, BATCH_MAX)
+        return self._runner
 
     async def handle(self, session: MediaSession) -> None:
         resampler: StreamResampler | None = None
         reframer = Reframer(self.vad_rate * 32 // 1000)
+        runner = self.runner()
         stream = self.batch.stream() if self.batch is not None else None
         single = SileroVad(self.vad_rate) if self.vad == "silero" else None
         async for item in session.inbound():
@@ -86,11 +64,10 @@ class Frontend:
             if resampler is None:
                 resampler = StreamResampler(item.sample_rate, self.vad_rate)
             for window in reframer.push(resampler.process(item.pcm)):
-                if stream is not None:
-                    self._submit(stream, window)
+                if runner is not None and stream is not None:
+                    runner.submit(stream, window, self._result)
                 elif single is not None:
-                    self.windows += 1
-                    self.speech_windows += single.speech_probability(window) > 0.5
+                    self._result(single.speech_probability(window))
             session.play(item.pcm, item.sample_rate)  # the echo, paced like agent audio
 
 
@@ -130,17 +107,17 @@ async def _serve(conn: Connection, port: int, vad: str, reuse_port: bool, vad_ra
 
     def on_command() -> None:
         command = conn.recv()
-        if command == "mark":
-            stats = server.stats()
-            snapshot: dict[str, Any] = {
-                "cpu_s": time.process_time(),
-                "at": time.monotonic(),
-                "sessions": server.sessions,
-                "stats": asdict(stats),
-                "windows": frontend.windows,
-                "speech_windows": frontend.speech_windows,
-            }
-            conn.send(snapshot)
+        if command == "mark":  # cheap: taken at the edges of the measured window
+            conn.send(
+                {
+                    "cpu_s": time.process_time(),
+                    "at": time.monotonic(),
+                    "windows": frontend.windows,
+                    "speech_windows": frontend.speech_windows,
+                }
+            )
+        elif command == "stats":  # costly with many calls: taken outside the window
+            conn.send({"sessions": server.sessions, "stats": asdict(server.stats())})
         elif not done.done():
             done.set_result(None)
 
@@ -148,4 +125,6 @@ async def _serve(conn: Connection, port: int, vad: str, reuse_port: bool, vad_ra
     await done
     loop.remove_reader(conn.fileno())
     await server.close()
+    if frontend._runner is not None:
+        await frontend._runner.close()
     conn.send("stopped")

@@ -144,6 +144,9 @@ class VoiceSettings(_Section):
     # when the speculative transcript already reads as a finished sentence, end the turn after this
     # much silence instead of vad.end_of_turn_silence_ms (0: always wait the full silence)
     complete_turn_silence_ms: int = Field(160, ge=0)
+    # pause agent playback on the first loud caller frame (well above any echo of the agent) instead
+    # of waiting for a full VAD window; the VAD confirms the barge-in or playback resumes
+    fast_barge_in: bool = True
 
 
 class StoreSettings(_Section):

@@ -1,7 +1,8 @@
 """``operadora demo``: a small call center on this machine, with simulated callers.
 
-It starts the engine (AudioSocket media server, call control, the voice agent, the call store,
-the REST API and dashboard), places calls from personas in English and Spanish at a steady rate,
+It starts the PBX simulator (ARI on loopback, generated password), the engine (AudioSocket media
+server, call control, the voice agent, the call store, the REST API and dashboard), places calls
+from personas in English and Spanish at a steady rate,
 shows each call live (state, who speaks, transcript lines as they happen) and ends with a
 summary of outcomes, transcripts and latency. Everything runs offline on loopback.
 """
@@ -288,7 +289,10 @@ class Demo:
 
     # ----- the calls ----------------------------------------------------------------------
     async def run(self) -> DemoResult:
-        personas = list(shipped_personas()) + load_personas(self.options.scenario_paths)
+        own = load_personas(self.options.scenario_paths)
+        personas = [p for p in shipped_personas() if p.name not in {o.name for o in own}] + own
+        if own and not self.options.personas:  # callers of your own: they make the calls
+            self.options.personas = tuple(p.name for p in own)
         with tempfile.TemporaryDirectory(prefix="operadora-demo-") as tmp:
             async with contextlib.AsyncExitStack() as stack:
                 await self._start(stack, Path(tmp))
@@ -309,6 +313,7 @@ class Demo:
                     f"[bold]{self.result.passed}/{len(self.board.calls)}[/bold] calls ended "
                     "as their persona expected."
                 )
+                self._hints()
                 if self._when_done is not None:
                     await self._when_done(self.result)
                 if self.options.keep_running and self.result.dashboard_url:
@@ -317,6 +322,23 @@ class Demo:
                     )
                     await asyncio.Event().wait()
         return self.result
+
+    def _hints(self) -> None:
+        if self.result.skipped_languages:
+            self.console.print(
+                "[dim]Spanish calls need the multilingual speech model: "
+                "operadora models install whisper-base[/dim]"
+            )
+        if not self.options.keep_running and self.result.dashboard_url:
+            self.console.print(
+                "[dim]Add --keep-running to browse these calls on the dashboard afterwards.[/dim]"
+            )
+        elif self.simulator is not None:
+            sim = self.simulator
+            self.console.print(
+                f"[dim]Try a fault while it runs: curl -u {sim.username}:{sim.password} "
+                f"-X POST {sim.base_url}/sim/faults/ws-drop[/dim]"
+            )
 
     def _header(self) -> list[tuple[str, str]]:
         rows: list[tuple[str, str]] = []
@@ -415,6 +437,8 @@ class Demo:
                     view.speaking = "caller"
             elif event.kind == "said":
                 view.speaking = "caller"
+                if event.text.endswith("—"):  # cut short: the agent never gets this turn
+                    self.board.say(view, "caller", event.text + " (hangs up)")
             elif event.kind == "dtmf":
                 self.board.say(view, "caller", f"(presses {event.text})")
             elif event.kind == "heard" and not view.events:

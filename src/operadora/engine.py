@@ -101,15 +101,19 @@ class Engine:
             instance=settings.state.instance_id or "",
         )
         self.actions = EngineCallActions(self.service)
-        self.media_server = await start_media_server(settings.media, self.service.on_media)
-        for server in settings.asterisk.servers:
-            self._connect(server)
-        self._actions = self.bus.subscribe()
-        self._actions_task = asyncio.get_running_loop().create_task(self._run_actions())
-        if self._with_store:
-            await self._start_store()
-        if self._with_api:
-            self._start_api()
+        try:
+            if self._with_store:  # first, so the recorder sees every event of every call
+                await self._start_store()
+            self._actions = self.bus.subscribe()
+            self._actions_task = asyncio.get_running_loop().create_task(self._run_actions())
+            self.media_server = await start_media_server(settings.media, self.service.on_media)
+            for server in settings.asterisk.servers:
+                self._connect(server)
+            if self._with_api:
+                self._start_api()
+        except BaseException:
+            await self.stop()
+            raise
         return self
 
     async def _start_store(self) -> None:
@@ -146,7 +150,7 @@ class Engine:
         service = self.calls
         client = AriClient(server)
         service.add_client(client)
-        router = StasisRouter(service, client.name, self.actions)
+        router = StasisRouter(service, client.name, self.actions, app=client.app)
 
         async def on_connect(reconnected: bool) -> None:
             if reconnected:

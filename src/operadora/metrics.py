@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -55,6 +56,7 @@ class MetricsRecorder:
     def __init__(self, bus: ev.EventBus) -> None:
         self.bus = bus
         self._live: set[str] = set()
+        self._ended: OrderedDict[str, None] = OrderedDict()
         self._queue: asyncio.Queue[ev.DomainEvent] | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -83,6 +85,11 @@ class MetricsRecorder:
                     self._live.add(event.call_id)
                     ACTIVE_CALLS.inc()
             case ev.CallEndedEvent():
+                if event.call_id in self._ended:
+                    return  # a repeated end: the call was counted (as the store keeps the first)
+                self._ended[event.call_id] = None
+                if len(self._ended) > 10_000:
+                    self._ended.popitem(last=False)
                 CALLS_ENDED.labels(event.disposition or "unknown").inc()
                 if event.disposition == "spam":
                     SPAM_CALLS.inc()

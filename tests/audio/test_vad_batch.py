@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import wave
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 
 from operadora.audio.resample import resample
 from operadora.audio.vad import SileroVad
-from operadora.audio.vad_batch import SileroBatch
+from operadora.audio.vad_batch import SileroBatch, SileroBatchRunner
 from support import require
 
 pytestmark = pytest.mark.unit
@@ -62,3 +63,27 @@ def test_stream_alone_and_reset() -> None:
         batch.score([(stream, np.zeros(100, np.float32))])
     with pytest.raises(ValueError):
         SileroBatch(22050)
+
+
+async def test_runner_scores_many_calls_in_order_off_the_loop() -> None:
+    audio = prompt(16000)
+    batch = SileroBatch(16000)
+    runner = SileroBatchRunner(batch, wait_s=0.005)
+    windows = [audio[i : i + 512].copy() for i in range(0, 512 * 40, 512)]
+    calls = 5
+    streams = [batch.stream() for _ in range(calls)]
+    got: list[list[float]] = [[] for _ in range(calls)]
+    for step in range(len(windows)):
+        for call, stream in enumerate(streams):
+            # call k hears the prompt k windows late; a backlog of two windows per call at once
+            if step >= call:
+                runner.submit(stream, windows[step - call], got[call].append)
+        if step % 2:
+            await asyncio.sleep(0.01)
+    await runner.close()
+    reference = SileroVad(16000)
+    expected = [reference.speech_probability(w) for w in windows]
+    for call in range(calls):
+        assert len(got[call]) == len(windows) - call
+        np.testing.assert_allclose(got[call], expected[: len(windows) - call], atol=1e-4)
+    assert batch.runs < batch.windows_scored  # windows of several calls shared model runs

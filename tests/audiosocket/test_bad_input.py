@@ -218,3 +218,22 @@ async def test_a_thousand_connections_opened_and_dropped_at_once(
         addresses = {r.message.split(" peer=")[1].split(" ")[0] for r in ends}
         assert len(addresses) == 1000
         await good.check_and_stop()
+
+
+async def test_a_second_connection_for_a_connected_call_is_refused(
+    media_server, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, SESSION_LOG)
+    call = uuid.uuid4()
+    async with media_server(echo_handler) as server:
+        first = GoodCall(await AsteriskPeer.connect("127.0.0.1", server.port, call))
+        await wait_for(lambda: server.session(call) is not None)
+        original = server.session(call)
+        second = await AsteriskPeer.connect("127.0.0.1", server.port, call)
+        assert await second.wait_closed(5)
+        (line,) = ended_lines(caplog, local_address(second))
+        assert f"call {call} is already connected" in line.message
+        assert server.session(call) is original
+        await first.check_and_stop()
+        await wait_for(lambda: server.session(call) is None)
+        await second.close()

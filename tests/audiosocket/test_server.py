@@ -12,7 +12,7 @@ import pytest
 from operadora.audio.resample import resample
 from operadora.audiosocket.handlers import echo_handler, listen_handler
 from operadora.audiosocket.peer import AsteriskPeer
-from operadora.audiosocket.protocol import AudioFrame, HangupFrame
+from operadora.audiosocket.protocol import AudioFrame, HangupFrame, serialize
 from operadora.media import AudioIn, DtmfIn, MediaSession
 
 pytestmark = pytest.mark.integration
@@ -78,6 +78,7 @@ async def test_session_contract_uuid_dtmf_and_end_of_inbound(media_server) -> No
         await wait_for(lambda: len(seen) == 3)
         session = sessions[0]
         assert session.call_uuid == call
+        assert server.session(call) is session  # the call's connection, found by its UUID
         assert session.sample_rate == 16000
         assert [type(i) for i in seen] == [AudioIn, DtmfIn, AudioIn]
         assert isinstance(seen[1], DtmfIn) and seen[1].digit == "5"
@@ -251,4 +252,33 @@ async def test_paced_output_is_steady(media_server) -> None:
         await session.hangup()  # flushes what was written, then closes
         assert await peer.wait_closed(10)
         assert len(peer.audio()) == session.stats.frames_out
+        await peer.close()
+
+
+async def test_a_slow_pipeline_pauses_reading_and_loses_nothing(media_server) -> None:
+    release = asyncio.Event()
+    got: list[bytes] = []
+    sessions: list[MediaSession] = []
+
+    async def handler(session: MediaSession) -> None:
+        sessions.append(session)
+        await release.wait()  # the pipeline is busy elsewhere
+        async for item in session.inbound():
+            if isinstance(item, AudioIn):
+                got.append(item.pcm)
+
+    async with media_server(handler, inbound_queue_frames=20) as server:
+        peer = await AsteriskPeer.connect("127.0.0.1", server.port)
+        frames = [i.to_bytes(2, "little") * 160 for i in range(200)]
+        # all 200 frames (64 KB) in one write: one read can hold far more than the inbox limit
+        peer.send_raw(b"".join(serialize(AudioFrame(f, 8000)) for f in frames))
+        await wait_for(lambda: bool(sessions))
+        (session,) = server.live_sessions()
+        await wait_for(lambda: session._reading_paused)
+        await asyncio.sleep(0.1)
+        assert len(session._inbox) == 20  # bounded: the rest waits in the parser and in TCP
+        release.set()
+        await wait_for(lambda: len(got) == 200)
+        assert got == frames  # every frame, in order
+        assert not session._reading_paused
         await peer.close()

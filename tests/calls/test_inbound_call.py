@@ -178,14 +178,38 @@ async def test_setup_failure_hangs_up_and_records_failed(harness: Any) -> None:
     assert h.ari.channels == {} and h.ari.bridges == {}
 
 
-async def test_caller_gone_during_setup_is_abandoned(harness: Any) -> None:
+async def test_stasis_start_for_a_channel_that_is_not_there_leaves_no_record(
+    harness: Any,
+) -> None:
     h = harness
     h.ari.on_external_media = None
     h.ari.add_caller("ch-8")
     h.ari.vanish("ch-8")  # gone before call control could answer: answer gets a 404
+    await h.until(lambda: h.service.calls == {} and len(h.ari.requests) >= 4)
+    await h.settle()
+    assert h.published() == []
+    assert h.ari.bridges == {} and h.ari.channels == {}  # bridge and media leg removed
+    h.ari.emit(
+        "StasisStart",
+        args=["inbound", "110"],
+        channel=h.channel_json("ch-8", "PJSIP/sipp-ch-8", "Ring"),
+    )
+    await h.settle()
+    assert h.service.calls == {}  # a late repeat does not bring it back
+
+
+async def test_caller_gone_during_setup_is_abandoned(harness: Any) -> None:
+    h = harness
+    # answered, then the caller hangs up while the media leg is being created
+    h.ari.on_external_media = lambda call_uuid: h.ari.caller_hangs_up("ch-7")
+    h.ari.add_caller("ch-7")
     await h.until(lambda: h.service.ended_calls == 1)
-    ended = [e for e in h.published() if isinstance(e, ev.CallEndedEvent)]
-    assert (ended[0].disposition, ended[0].ended_by) == ("abandoned", "caller")
+    assert ("add_channels", "ch-7") in [(op, p.get("channel", [""])[0]) for op, p in h.ari.requests]
+    published = h.published()
+    assert kinds(published) == ["CallArrivedEvent", "CallAnsweredEvent", "CallEndedEvent"]
+    ended = published[-1]
+    assert isinstance(ended, ev.CallEndedEvent)
+    assert (ended.disposition, ended.ended_by, ended.cause) == ("abandoned", "caller", 16)
     assert h.ari.bridges == {} and h.ari.channels == {}
 
 
@@ -310,3 +334,66 @@ async def test_shutdown_hangs_up_every_live_call(harness: Any) -> None:
     assert sorted(e.call_id for e in ended) == sorted(c.call_id for c in calls)
     assert {(e.ended_by, e.cause) for e in ended} == {("system", 16)}
     assert h.ari.channels == {} and h.ari.bridges == {}
+
+
+async def test_a_media_leg_is_recognised_by_its_uuid_argument(harness: Any) -> None:
+    h = harness
+    call = await start_call(h)
+    # trace f4: the externalMedia channel enters the app with args == [the data uuid]
+    h.ari.emit(
+        "StasisStart", args=[call.call_id], channel=h.channel_json("renamed-1", "PJSIP/renamed-1")
+    )
+    await h.settle()
+    assert list(h.service.calls) == [call.call_id]
+    assert [op for op, _ in h.ari.requests].count("answer") == 1
+
+
+async def test_without_channel_destroyed_the_hangup_request_cause_is_kept(
+    harness: Any,
+) -> None:
+    h = harness
+    h.service.hangup_confirm_timeout_s = 0.05
+    call = await start_call(h)
+    channel = h.ari.channels.pop("ch-1")  # the phone hangs up (busy here); with subscribeAll
+    h.ari.bridges[call.bridge_id].remove("ch-1")  # off, no ChannelDestroyed follows StasisEnd
+    h.ari.emit("ChannelHangupRequest", cause=17, channel=channel)
+    h.ari.emit("StasisEnd", channel=channel)
+    await asyncio.wait_for(call.ended.wait(), 2)
+    ended = [e for e in h.published() if isinstance(e, ev.CallEndedEvent)]
+    assert (ended[0].cause, ended[0].ended_by) == (17, "caller")
+    assert "hang-up request" in ended[0].cause_txt
+
+
+async def test_a_soft_hangup_request_flag_is_not_a_cause(harness: Any) -> None:
+    h = harness
+    h.service.hangup_confirm_timeout_s = 0.05
+    call = await start_call(h)
+    channel = h.ari.channels.pop("ch-1")
+    h.ari.bridges[call.bridge_id].remove("ch-1")
+    h.ari.emit("ChannelHangupRequest", cause=32, soft=True, channel=channel)
+    h.ari.emit("StasisEnd", channel=channel)
+    await asyncio.wait_for(call.ended.wait(), 2)
+    ended = [e for e in h.published() if isinstance(e, ev.CallEndedEvent)]
+    assert ended[0].cause is None
+
+
+async def test_stasis_start_of_another_application_is_not_ours(harness: Any) -> None:
+    h = harness
+    h.router.app = "callcenter-ai"
+    other = h.channel_json(
+        "x-1",
+        "PJSIP/x-1",
+        "Ring",
+        dialplan={
+            "context": "default",
+            "exten": "s",
+            "priority": 1,
+            "app_name": "Stasis",
+            "app_data": "voicemail-app,inbound,200",
+        },
+    )
+    h.ari.emit("StasisStart", args=["inbound", "200"], channel=other)
+    await h.settle()
+    assert h.service.calls == {} and h.router.ignored["another application"] == 1
+    h.ari.add_caller("ch-1")  # app_data "callcenter-ai,inbound,110": ours
+    await h.until(lambda: len(h.service.calls) == 1)

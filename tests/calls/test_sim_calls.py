@@ -21,6 +21,7 @@ from operadora.engine import Engine
 from operadora.media import AudioIn, DtmfIn, MediaSession
 from operadora.sim.faults import FaultInjector
 from operadora.sim.server import start_simulator
+from operadora.store import CallFilter
 from support import free_port
 
 pytestmark = pytest.mark.integration
@@ -250,7 +251,11 @@ async def test_duplicated_reordered_and_stray_events(
     assert r.injector is not None
     r.injector.duplicate_events(count=None, probability=0.5)
     r.injector.reorder_events(count=None, probability=0.3)
-    r.injector.unknown_channel_events(count=None, probability=0.3)
+    # every StasisStart, StasisEnd and ChannelDestroyed also comes as a copy about a
+    # channel that does not exist
+    r.injector.unknown_channel_events(
+        count=None, types=["StasisStart", "StasisEnd", "ChannelDestroyed"]
+    )
     lines = [
         r.sim.inbound_call("PJSIP/gateway-fxo-1", caller_id=f"Dup {n} <5551{n:03d}>")
         for n in range(8)
@@ -264,7 +269,8 @@ async def test_duplicated_reordered_and_stray_events(
     await until(lambda: len(r.ended) == 8)
     await asyncio.sleep(0.3)  # late duplicates must not end anything twice
     counters = r.injector.counters
-    assert counters.duplicated > 0 and counters.unknown_channel > 0
+    assert counters.duplicated > 0 and counters.unknown_channel >= 8 * 3
+    assert r.engine.calls.discarded >= 8  # stray StasisStarts: 404 on answer, no record
     assert r.ended_count == 8
     assert len(r.agent.contexts) == 8  # a duplicated StasisStart never made a second call
     router = r.engine.connections["sim"].router
@@ -275,6 +281,10 @@ async def test_duplicated_reordered_and_stray_events(
     assert not [rec for rec in caplog.records if rec.levelname == "ERROR"]
     r.injector.clear()
     assert await r.leftovers() == ([], [])
+    await until(lambda: r.engine.calls.calls == {})  # stray StasisStarts left nothing behind
+    await r.engine.recorder.drain()
+    page = await r.engine.store.calls.list_calls(CallFilter())
+    assert page.total == 8  # and no record
 
 
 async def test_two_asterisk_servers_share_one_engine(tmp_path: Path) -> None:

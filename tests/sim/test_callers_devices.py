@@ -109,3 +109,39 @@ async def test_call_in_runs_a_persona_on_a_simulator_line(sim: Any) -> None:
     assert lines and lines[0].ended
     caller = next(e for e in events if e["type"] == "ChannelCreated")["channel"]
     assert caller["caller"] == {"name": "Ann", "number": "100"}
+
+
+async def test_queue_members_answer_or_not_as_configured(tmp_path: Path) -> None:
+    queues = tmp_path / "queues.conf"
+    queues.write_text(
+        "[support-queue]\nstrategy = ringall\ntimeout = 15\n"
+        "member => PJSIP/agent8,0,Busy Bea\nmember => PJSIP/agent9,0,Alex\n",
+        encoding="utf-8",
+    )
+    settings = SimSettings(port=0, password=SecretStr("queue-test"), queues_file=queues)
+    simulator = await start_simulator(settings)
+    decisions: list[tuple[str, str]] = []
+    events: list[Any] = []
+    simulator.pbx.hub.listeners.append(events.append)
+    directory = Directory(
+        DirectorySettings(
+            extensions=[
+                ExtensionBehaviour(endpoint="PJSIP/agent8", action="busy", ring_s=0.1),
+                ExtensionBehaviour(endpoint="PJSIP/agent9", ring_s=0.3, talk_s=0.5, say="Alex"),
+            ]
+        )
+    )
+    simulator.set_dial_handler(
+        extension_dial_handler(directory, ToneTTS(), lambda e, a: decisions.append((e, a)))
+    )
+    try:
+        caller = CallerAudio(8000)
+        line = simulator.inbound_call(caller_id="Ann <100>", extension="200")
+        line.attach(caller, caller)
+        await asyncio.wait_for(line.wait_ended(), 15)
+    finally:
+        await simulator.close()
+    assert sorted(decisions) == [("PJSIP/agent8", "busy"), ("PJSIP/agent9", "answer")]
+    answered = [e for e in events if e["type"] == "Dial" and e.get("dialstatus") == "ANSWER"]
+    assert answered and "PJSIP/agent9" in answered[0]["peer"]["name"]
+    assert caller.tracker.heard_speech  # Alex spoke to the caller

@@ -11,7 +11,6 @@ from operadora.sim.callers.extensions import (
     DirectorySettings,
     ExtensionAgent,
     ExtensionBehaviour,
-    QueueBehaviour,
     load_directory,
 )
 from operadora.sim.callers.scenario import ScenarioError
@@ -30,26 +29,6 @@ def directory() -> Directory:
                 ExtensionBehaviour(endpoint="Local/agent1@queue-agents", ring_s=3),
                 ExtensionBehaviour(endpoint="Local/agent2@queue-agents", ring_s=6),
                 ExtensionBehaviour(endpoint="Local/lazy@queue-agents", action="no_answer"),
-            ],
-            queues=[
-                QueueBehaviour(
-                    name="support-queue",
-                    members=["Local/agent2@queue-agents", "Local/agent1@queue-agents"],
-                ),
-                QueueBehaviour(
-                    name="empty-queue",
-                    members=["Local/lazy@queue-agents"],
-                    ring_timeout_s=15,
-                    retry_s=5,
-                    max_wait_s=60,
-                ),
-                QueueBehaviour(
-                    name="linear-queue",
-                    strategy="linear",
-                    members=["Local/lazy@queue-agents", "Local/agent2@queue-agents"],
-                    ring_timeout_s=10,
-                    retry_s=1,
-                ),
             ],
         )
     )
@@ -74,35 +53,6 @@ def test_exact_match_wins_over_pattern_and_unknown_uses_default() -> None:
     assert d.decide("PJSIP/999").action == "no_answer"
     always = Directory(DirectorySettings(default_action="busy"))
     assert always.decide("PJSIP/999").action == "busy"
-
-
-def test_queue_ringall_first_answering_member_wins() -> None:
-    outcome = directory().ring_queue("support-queue")
-    assert (outcome.member, outcome.waited_s, outcome.attempts) == (
-        "Local/agent1@queue-agents",
-        3,
-        1,
-    )
-
-
-def test_queue_nobody_answers_within_max_wait() -> None:
-    outcome = directory().ring_queue("empty-queue")
-    assert outcome.member is None
-    assert outcome.waited_s == 60
-    assert outcome.attempts == 3
-
-
-def test_queue_linear_tries_members_in_turn() -> None:
-    outcome = directory().ring_queue("linear-queue")
-    assert (outcome.member, outcome.waited_s, outcome.attempts) == (
-        "Local/agent2@queue-agents",
-        17,
-        2,
-    )
-
-
-def test_unknown_queue() -> None:
-    assert directory().ring_queue("nope").member is None
 
 
 class FakeChannel:
@@ -171,15 +121,12 @@ def test_directory_from_yaml(tmp_path: Path) -> None:
     path.write_text(
         "extensions:\n"
         "  - {endpoint: PJSIP/301, action: busy, ring_s: 0.5}\n"
-        "queues:\n"
-        "  - {name: q, members: [PJSIP/301]}\n"
         "default_action: answer\n",
         encoding="utf-8",
     )
     d = Directory(load_directory(path))
     assert d.decide("PJSIP/301").action == "busy"
     assert d.decide("PJSIP/999").action == "answer"
-    assert d.queue("q") is not None
     path.write_text("extensions: [{endpoint: PJSIP/1, action: maybe}]\n", encoding="utf-8")
     with pytest.raises(ScenarioError, match=r"who\.yaml"):
         load_directory(path)

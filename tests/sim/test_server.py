@@ -218,6 +218,8 @@ async def test_asterisk_info_and_applications(ari: Ari) -> None:
     assert status == 200 and [a["name"] for a in apps] == [APP]
     status, body = await ari.call("GET", "/channels/nope")
     assert (status, body) == (404, {"message": "Channel not found"})
+    assert await ari.call("GET", "/no/such/resource") == (404, {"message": "Resource not found"})
+    assert (await ari.call("PUT", "/channels"))[0] == 405
 
 
 async def test_variables_and_unknown_bridge(ari: Ari) -> None:
@@ -729,3 +731,110 @@ async def test_bridge_playback_and_recording(ari: Ari, simulator: Simulator) -> 
     assert (status, body) == (422, {"message": "Recording already exists"})
     assert (await ari.call("DELETE", "/recordings/stored/b-voice"))[0] == 204
     assert (await ari.call("GET", "/recordings/stored/b-voice"))[0] == 404
+
+
+async def test_nothing_is_left_behind_after_many_calls(
+    ari: Ari, simulator: Simulator, media_server: AudioSocketServer
+) -> None:
+    baseline = len(asyncio.all_tasks())
+    for i in range(15):
+        device = Device()
+        line = simulator.inbound_call("PJSIP/gateway-fxo-1", extension="110")
+        line.attach(device, device, device)
+        cid = line.channel_id
+        await ari.wait_event("StasisStart", lambda e, cid=cid: e["channel"]["id"] == cid)
+        await ari.call("POST", f"/channels/{cid}/answer")
+        await ari.call(
+            "POST",
+            "/channels/externalMedia",
+            app=APP,
+            channelId=f"ai{i}",
+            format="slin16",
+            external_host=f"127.0.0.1:{media_server.port}",
+            encapsulation="audiosocket",
+            transport="tcp",
+            data=str(uuid.uuid4()),
+        )
+        await ari.call("POST", "/bridges", type="mixing", bridgeId=f"call{i}")
+        await ari.call("POST", f"/bridges/call{i}/addChannel", channel=f"{cid},ai{i}")
+        await ari.call("POST", f"/channels/{cid}/play", media="sound:hello-world")
+        if i % 2:
+            await line.hangup()  # the caller hangs up first
+            await ari.call("DELETE", f"/channels/ai{i}")
+        else:
+            await ari.call("DELETE", f"/channels/ai{i}")
+            await ari.call("DELETE", f"/channels/{cid}")
+        await ari.call("DELETE", f"/bridges/call{i}")
+        await asyncio.wait_for(line.wait_ended(), 5)
+    assert await ari.call("GET", "/channels") == (200, [])
+    assert await ari.call("GET", "/bridges") == (200, [])
+    assert simulator.pbx.playbacks == {}
+    await eventually(lambda: all(c.closed.is_set() for c in media_server.connections))
+    assert len(media_server.connections) == 15
+    await eventually(lambda: len(asyncio.all_tasks()) <= baseline + 1)
+
+
+async def _phone_bridged_with_customer(ari: Ari, sim: Simulator, tag: str) -> tuple[Line, str]:
+    phone = Device()
+    line = sim.inbound_call("PJSIP/gateway-fxo-1", extension="110", caller_id="Phone <sipp>")
+    line.attach(phone, phone, phone)
+    await ari.wait_event("StasisStart", lambda e: e["channel"]["id"] == line.channel_id)
+    customer = f"{tag}-customer"
+    await ari.call("POST", "/channels", endpoint="Local/s@stasis-test", app=APP, channelId=customer)
+    await ari.wait_event("StasisStart", lambda e: e["channel"]["id"] == customer)
+    await ari.call("POST", f"/channels/{line.channel_id}/answer")
+    await ari.call("POST", "/bridges", type="mixing", bridgeId=f"{tag}-call")
+    await ari.call(
+        "POST", f"/bridges/{tag}-call/addChannel", channel=f"{line.channel_id},{customer}"
+    )
+    return line, customer
+
+
+async def test_phone_refer_with_core_handling(ari: Ari, simulator: Simulator) -> None:
+    line, customer = await _phone_bridged_with_customer(ari, simulator, "e3")
+    await line.refer("500")
+    start = await ari.wait_event(
+        "StasisStart", lambda e: e["channel"]["name"].startswith("Local/500@call-center-")
+    )
+    assert start["args"] == [] and start["replace_channel"]["id"] == line.channel_id
+    blind = await ari.wait_event("BridgeBlindTransfer")
+    assert (blind["result"], blind["is_external"], blind["exten"], blind["context"]) == (
+        "Success",
+        True,
+        "500",
+        "call-center",
+    )
+    assert blind["transferee"]["id"] == customer
+    assert blind["replace_channel"]["id"] == start["channel"]["id"]
+    _, bridge = await ari.call("GET", "/bridges/e3-call")
+    assert set(bridge["channels"]) == {customer, start["channel"]["id"]}
+    assert not line.ended  # the transferer stays in Stasis until the phone hangs up
+    assert line.transfer_states == ["channel_answered"]
+    assert "ChannelUnhold" in ari.of_channel(line.channel_id)
+
+
+async def test_phone_refer_with_ari_only_handling(ari: Ari, simulator: Simulator) -> None:
+    line, customer = await _phone_bridged_with_customer(ari, simulator, "e4")
+    sip = line.channel_id
+    await ari.call(
+        "POST", f"/channels/{sip}/variable", variable="PJSIP_TRANSFER_HANDLING()", value="ari-only"
+    )
+    await line.refer("500")
+    event = await ari.wait_event("ChannelTransfer")
+    assert event["refer_to"] == {"requested_destination": {"destination": "500"}}
+    assert event["referred_by"]["source_channel"]["id"] == sip
+    assert event["referred_by"]["connected_channel"]["id"] == customer
+    assert event["referred_by"]["bridge"]["id"] == "e4-call"
+    assert "channel" not in event and "state" not in event
+    await ari.call("POST", f"/channels/{sip}/transfer_progress", states="channel_progress")
+    await ari.call(
+        "POST", f"/channels/{customer}/continue", context="call-center", extension="500", priority=1
+    )
+    await ari.call("POST", f"/channels/{sip}/transfer_progress", states="channel_answered")
+    states = [e.get("state") for e in ari.events if e["type"] == "ChannelTransfer"]
+    assert states == [None, "channel_progress", "channel_answered"]
+    last = [e for e in ari.events if e["type"] == "ChannelTransfer"][-1]
+    assert "connected_channel" not in last["referred_by"]  # the customer has left the bridge
+    assert line.transfer_states == ["channel_progress", "channel_answered"]
+    assert (await ari.call("POST", f"/channels/{sip}/transfer_progress", states="bogus"))[0] == 400
+    assert not any(e["type"] == "BridgeBlindTransfer" for e in ari.events)

@@ -366,3 +366,15 @@ async def test_one_bad_event_in_a_batch_loses_nothing_else(store: Store) -> None
     assert detail is not None and detail.caller_id == "+1"
     assert [t.text for t in detail.turns] == ["first", "after the bad one"]
     assert detail.disposition == "resolved"
+
+
+async def test_instances_migrating_together(store: Store) -> None:
+    from operadora.store import Database
+
+    others = [Database(store.db.url, schema=store.db.schema) for _ in range(3)]
+    try:
+        await asyncio.gather(*(db.upgrade() for db in others))
+        assert {await db.current_revision() for db in others} == {"0001"}
+    finally:
+        for db in others:
+            await db.dispose()

@@ -51,6 +51,7 @@ def _run(
     stt: ScriptedStt | None = None,
     tts: ToneTts | None = None,
     settings: VoiceSettings | None = None,
+    vad_floor_dbfs: float = -50.0,
 ) -> tuple[FakeMedia, list[DomainEvent], ScriptedStt]:
     stt = stt or ScriptedStt(["I want sales"], delay_s=0.1)
     tts = tts or ToneTts(sample_rate=16000, ms_per_char=20, delay_s=0.03)
@@ -59,7 +60,12 @@ def _run(
 
     async def main() -> list[DomainEvent]:
         queue = bus.subscribe()
-        engines = Engines(stt, tts, ScriptedAgent(conversation), lambda rate: EnergyVad(rate))
+        engines = Engines(
+            stt,
+            tts,
+            ScriptedAgent(conversation),
+            lambda rate: EnergyVad(rate, vad_floor_dbfs, vad_floor_dbfs + 20),
+        )
         session = VoiceAgentSession(media, engines, settings or _settings(), bus, "call-1")
         await session.run()
         events = []
@@ -161,6 +167,42 @@ def test_barge_in_stops_playback_within_two_frames_and_memory_keeps_what_was_hea
     played_chars = (onset - media.wire[0].at) * 1000 / 20
     assert abs(len(heard) - played_chars) < 40
     assert agent[1].text == "Okay, billing." and not agent[1].interrupted
+
+
+def test_without_fast_barge_in_the_vad_window_decides() -> None:
+    greeting = "Thank you for calling. " + "We have many options for you today. " * 6
+    conversation = ScriptedConversation([[AgentText("Okay.")]], greeting_text=greeting)
+    media, _, _ = _run(
+        [Silence(1540), Speech(500), Silence(2000)],
+        conversation,
+        settings=_settings(fast_barge_in=False),
+    )
+    onset = media.speech_onsets[0]
+    # speech starts at 1540 ms; the VAD window 1536-1568 ms is complete with the 1580 ms frame
+    assert media.clears[0] - onset == pytest.approx(0.040, abs=1e-6)
+
+
+def test_fast_barge_in_pauses_on_the_first_loud_frame() -> None:
+    greeting = "Thank you for calling. " + "We have many options for you today. " * 6
+    conversation = ScriptedConversation([[AgentText("Okay.")]], greeting_text=greeting)
+    media, _, _ = _run([Silence(1540), Speech(500), Silence(2000)], conversation)
+    onset = media.speech_onsets[0]
+    # paused as the first frame of speech arrives (1560 ms), not at the end of a VAD window
+    assert media.clears[0] - onset == pytest.approx(0.020, abs=1e-6)
+
+
+def test_echo_of_the_agent_neither_pauses_nor_interrupts_it() -> None:
+    greeting = "Thank you for calling, please listen carefully to the options."
+    conversation = ScriptedConversation([], greeting_text=greeting)
+    # the agent plays at about -13 dBFS; its echo comes back 20 dB down, under the VAD's floor
+    media, events, stt = _run(
+        [Silence(200), Speech(1500, amplitude=0.03), Silence(2000)],
+        conversation,
+        vad_floor_dbfs=-30.0,
+    )
+    assert media.clears == []
+    assert not _turns(events, "agent")[0].interrupted
+    assert stt.calls == []
 
 
 def test_a_click_during_playback_pauses_then_resumes_without_losing_audio() -> None:

@@ -141,6 +141,7 @@ def create_app(
     app.state.state = state
     app.state.rate_limiter = state.rate_limiter
     app.state.auth = TokenAuth(store.tokens)
+    app.state.heartbeat_s = 15.0  # keep-alive comments on the event stream
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(hardware_router)

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -165,8 +165,11 @@ class LiveView:
                     client.get_nowait()
                 client.put_nowait(sse("resync", {}))
 
-    async def stream(self, heartbeat_s: float = 15.0) -> AsyncIterator[str]:
-        """One dashboard's SSE stream: a snapshot, then events as they happen."""
+    async def stream(
+        self, heartbeat_s: float = 15.0, allowed: Callable[[], Awaitable[bool]] | None = None
+    ) -> AsyncIterator[str]:
+        """One dashboard's SSE stream: a snapshot, then events as they happen. ``allowed`` is
+        asked at every heartbeat; the stream ends when it says no (a revoked token)."""
         client: asyncio.Queue[str | None] = asyncio.Queue(self._client_queue)
         self._clients.add(client)
         try:
@@ -176,6 +179,8 @@ class LiveView:
                 try:
                     message = await asyncio.wait_for(client.get(), heartbeat_s)
                 except TimeoutError:
+                    if allowed is not None and not await allowed():
+                        return
                     yield ": keep-alive\n\n"
                     continue
                 if message is None:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from operadora import __version__
 from operadora.api.actions import ActionFailed, CallActions, CallNotFound
-from operadora.api.auth import Admin, Viewer
+from operadora.api.auth import Admin, TokenAuth, Viewer
 from operadora.api.errors import ERROR_RESPONSES, ApiError
 from operadora.api.live import LiveCall, LiveView
 from operadora.store import Store
@@ -113,10 +113,17 @@ async def live_calls(request: Request, _: Viewer) -> list[LiveCall]:
 
 
 @router.get("/live/stream", tags=["live"], response_class=StreamingResponse)
-async def live_stream(request: Request, _: Viewer) -> StreamingResponse:
-    """Server-Sent Events: ``snapshot`` first, then one event per domain event."""
+async def live_stream(request: Request, identity: Viewer) -> StreamingResponse:
+    """Server-Sent Events: ``snapshot`` first, then one event per domain event; the stream
+    ends within a heartbeat (15 s) of its token being revoked."""
+    auth: TokenAuth = request.app.state.auth
+    token = request.headers["authorization"].split(" ", 1)[1].strip()
+
+    async def allowed() -> bool:
+        return await auth.identify(token) is not None
+
     return StreamingResponse(
-        _live(request).stream(),
+        _live(request).stream(request.app.state.heartbeat_s, allowed),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

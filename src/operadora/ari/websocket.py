@@ -117,10 +117,10 @@ class EventStream:
             log.info("ARI %s: events connected again", self.client.name)
         self.last_error = None
         self.backoff.reset()
-        self.connected.set()
         try:
             if self._on_connect is not None:
-                await self._on_connect(reconnected)
+                await self._on_connect(reconnected)  # resync before reading new events
+            self.connected.set()
             async for message in ws:
                 if message.type == aiohttp.WSMsgType.TEXT:
                     self._dispatch(message.data)

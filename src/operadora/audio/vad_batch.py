@@ -10,7 +10,9 @@ so the probabilities agree with :class:`~operadora.audio.vad.SileroVad`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +108,85 @@ class SileroBatchStream:
     def reset(self) -> None:
         self.state.fill(0.0)
         self.context.fill(0.0)
+
+
+ResultCallback = Callable[[float], None]
+
+
+class SileroBatchRunner:
+    """Scores the windows of many calls in batches on one worker thread.
+
+    Call :meth:`submit` from the event loop; windows that arrive within ``wait_s`` share one
+    model run, and each ``on_result(probability)`` is called back on the loop, per stream in
+    window order. ONNX Runtime releases the GIL while it computes, so the event loop (and the
+    paced writer) keeps running during inference instead of stalling for the whole batch.
+    """
+
+    def __init__(self, batch: SileroBatch, wait_s: float = 0.010, max_batch: int = 256) -> None:
+        self.batch = batch
+        self.wait_s = wait_s
+        self.max_batch = max_batch
+        self._loop = asyncio.get_running_loop()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="silero-batch")
+        self._pending: dict[SileroBatchStream, list[tuple[Window, ResultCallback]]] = {}
+        self._count = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._in_flight: set[asyncio.Future[list[npt.NDArray[np.float32]]]] = set()
+
+    def submit(self, stream: SileroBatchStream, window: Window, on_result: ResultCallback) -> None:
+        queued = self._pending.get(stream)
+        if queued is None:
+            self._pending[stream] = [(window, on_result)]
+        else:
+            queued.append((window, on_result))
+        self._count += 1
+        if self._count >= self.max_batch:
+            self.flush()
+        elif self._timer is None:
+            self._timer = self._loop.call_later(self.wait_s, self.flush)
+
+    def flush(self) -> None:
+        """Send what is pending to the worker now."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        rounds: list[list[tuple[SileroBatchStream, Window, ResultCallback]]] = []
+        pending = self._pending
+        while pending:  # one round holds the oldest window of each stream
+            items = []
+            for stream, queued in pending.items():
+                window, on_result = queued.pop(0)
+                items.append((stream, window, on_result))
+            rounds.append(items)
+            for stream in [s for s, q in pending.items() if not q]:
+                del pending[stream]
+        self._count = 0
+        if not rounds:
+            return
+        future = self._loop.run_in_executor(self._executor, self._score, rounds)
+        self._in_flight.add(future)
+        future.add_done_callback(lambda done: self._deliver(done, rounds))
+
+    def _score(
+        self, rounds: list[list[tuple[SileroBatchStream, Window, ResultCallback]]]
+    ) -> list[npt.NDArray[np.float32]]:
+        return [self.batch.score([(stream, window) for stream, window, _ in r]) for r in rounds]
+
+    def _deliver(
+        self,
+        done: asyncio.Future[list[npt.NDArray[np.float32]]],
+        rounds: list[list[tuple[SileroBatchStream, Window, ResultCallback]]],
+    ) -> None:
+        self._in_flight.discard(done)
+        if done.cancelled() or done.exception() is not None:
+            return
+        for probs, items in zip(done.result(), rounds, strict=True):
+            for prob, (_, _, on_result) in zip(probs, items, strict=True):
+                on_result(float(prob))
+
+    async def close(self) -> None:
+        """Score what is pending, wait for it, and stop the worker thread."""
+        self.flush()
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        self._executor.shutdown(wait=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import operator
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -73,10 +74,7 @@ class MediaStats:
         self.late_frames += other.late_frames
         self.skipped_frames += other.skipped_frames
         self.dropped_frames += other.dropped_frames
-        hist = self.histogram
-        for i, count in enumerate(other.histogram):
-            if count:
-                hist[i] += count
+        self.histogram = list(map(operator.add, self.histogram, other.histogram))
 
     def pacing_percentile_ms(self, percentile: float) -> float:
         """Upper bound (0.1 ms resolution) of the given percentile of write lateness."""

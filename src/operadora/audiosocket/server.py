@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import uuid
 
 from operadora.audiosocket.pacing import MediaStats, Pacer
 from operadora.audiosocket.session import AudioSocketSession
@@ -28,6 +29,7 @@ class MediaServer:
         self._loop = asyncio.get_running_loop()
         self.pacer = Pacer(self._loop, settings.frame_ms / 1000.0)
         self._live: set[AudioSocketSession] = set()
+        self._by_uuid: dict[uuid.UUID, AudioSocketSession] = {}
         self.ended = MediaStats()  # totals of the connections that have ended
         self.connections_total = 0
         self._server: asyncio.Server | None = None
@@ -47,11 +49,26 @@ class MediaServer:
 
     def _new_session(self) -> AudioSocketSession:
         self.connections_total += 1
-        session = AudioSocketSession(self.settings, self._handler, self.pacer, self._session_ended)
+        session = AudioSocketSession(
+            self.settings, self._handler, self.pacer, self._session_ended, self._session_started
+        )
         self._live.add(session)
         return session
 
+    def _session_started(self, session: AudioSocketSession) -> bool:
+        if session.call_uuid in self._by_uuid:
+            return False
+        self._by_uuid[session.call_uuid] = session
+        return True
+
+    def session(self, call_uuid: uuid.UUID) -> AudioSocketSession | None:
+        """The live connection of a call, by the UUID it sent (None if not connected)."""
+        return self._by_uuid.get(call_uuid)
+
     def _session_ended(self, session: AudioSocketSession) -> None:
+        call = session.uuid_or_none
+        if call is not None and self._by_uuid.get(call) is session:
+            del self._by_uuid[call]
         if session in self._live:
             self._live.discard(session)
             self.ended.merge(session.stats)

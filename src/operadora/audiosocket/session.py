@@ -78,11 +78,13 @@ class AudioSocketSession(asyncio.Protocol):
         handler: SessionHandler,
         pacer: Pacer,
         on_end: Callable[[AudioSocketSession], None],
+        on_start: Callable[[AudioSocketSession], bool] | None = None,
     ) -> None:
         self._settings = settings
         self._handler = handler
         self._pacer = pacer
         self._on_end = on_end
+        self._on_start = on_start
         self._loop = asyncio.get_running_loop()
         self._parser = Parser(settings.max_payload)
         self._transport: asyncio.Transport | None = None
@@ -187,6 +189,11 @@ class AudioSocketSession(asyncio.Protocol):
         return self._end_reason
 
     @property
+    def uuid_or_none(self) -> uuid.UUID | None:
+        """The call's UUID once its UUID frame has arrived."""
+        return self._uuid
+
+    @property
     def call_label(self) -> str:
         return str(self._uuid) if self._uuid is not None else "-"
 
@@ -213,10 +220,14 @@ class AudioSocketSession(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closed:
             return
+        self._parser.feed(data)
+        self._drain()
+
+    def _drain(self) -> None:
+        """Hand parsed frames to the inbox until it is full (the rest waits in the parser)."""
         parser = self._parser
-        parser.feed(data)
         try:
-            while (frame := parser.next_frame()) is not None:
+            while not self._reading_paused and (frame := parser.next_frame()) is not None:
                 self._on_frame(frame)
                 if self._closed:
                     return
@@ -296,6 +307,7 @@ class AudioSocketSession(asyncio.Protocol):
         self._reading_paused = False
         if self._transport is not None and not self._closed:
             self._transport.resume_reading()
+            self._drain()
 
     def _finish_inbox(self) -> None:
         self._inbox_done = True
@@ -308,6 +320,9 @@ class AudioSocketSession(asyncio.Protocol):
         if self._uuid_timer is not None:
             self._uuid_timer.cancel()
             self._uuid_timer = None
+        if self._on_start is not None and not self._on_start(self):
+            self._uuid = None  # the call belongs to the connection that has it already
+            raise ProtocolError(f"call {call_uuid} is already connected")
         self._pacer.add(self)
         self._task = self._loop.create_task(self._run_handler(), name=f"media-{call_uuid}")
 

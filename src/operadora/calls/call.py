@@ -40,12 +40,14 @@ class Call:
     cause_txt: str = ""
     failed: bool = False
     released: bool = False  # media leg, bridge and agent already let go
-    arrived_at: float = field(default_factory=time.monotonic)
+    arrived_at: float = field(default_factory=time.monotonic)  # StasisStart seen (monotonic)
+    arrived_wall: float = field(default_factory=time.time)  # the same, wall clock
     media_at: float | None = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     timeout_handle: asyncio.TimerHandle | None = None  # hang-up not confirmed yet
     media_timer: asyncio.TimerHandle | None = None  # AudioSocket connection not arrived yet
     confirm_attempts: int = 0
+    hangup_request_cause: int | None = None  # from a non-soft ChannelHangupRequest
 
     @property
     def call_id(self) -> str:

@@ -105,8 +105,8 @@ def register(app: typer.Typer) -> None:
         runner = _runner(settings)
         try:
             runner(serve(settings))
-        except OSError as exc:  # e.g. the media port is taken
-            err_console.print(f"[red]error:[/red] {exc}")
+        except (OSError, ImportError, ConfigError) as exc:  # port taken, extra missing, ...
+            err_console.print(f"[red]error:[/red] cannot start the engine: {exc}")
             raise typer.Exit(1) from None
 
 

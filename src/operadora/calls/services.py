@@ -62,6 +62,7 @@ class CallService:
         self._remember_ended = remember_ended
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ended_calls = 0
+        self.discarded = 0  # StasisStarts whose channel was gone before the answer
 
     def add_client(self, client: AriClient) -> None:
         self.clients[client.name] = client
@@ -76,6 +77,10 @@ class CallService:
 
     def has_ended(self, server: str, channel_id: str) -> bool:
         return (server, channel_id) in self._ended_channels
+
+    def is_call_id(self, value: str) -> bool:
+        """Whether ``value`` names one of our calls, live or recently ended."""
+        return value in self.calls or (_CALL_KEY, value) in self._ended_channels
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str = "") -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name or None)
@@ -101,7 +106,12 @@ class CallService:
         args: Iterable[str],
         variables: dict[str, Any] | None = None,
     ) -> Call:
-        """Register a call whose caller channel just entered Stasis (synchronous: no race)."""
+        """Register a call whose caller channel just entered Stasis (synchronous: no race).
+
+        Its CallArrivedEvent (dated now) is published once Asterisk accepted the answer: a
+        StasisStart for a channel that does not exist (or is gone within milliseconds)
+        leaves no record.
+        """
         call_id = str(uuid.uuid4())
         context = CallContext(
             call_id=call_id,
@@ -120,17 +130,21 @@ class CallService:
         self._by_channel[(server, channel_id)] = call
         self._by_channel[(server, call.media_channel_id)] = call
         self._media_channels.add((server, call.media_channel_id))
+        return call
+
+    def _publish_arrival(self, call: Call) -> None:
+        context = call.context
         self.bus.publish(
             ev.CallArrivedEvent(
-                call_id,
-                caller_id=caller_id,
-                did=did,
-                channel_id=channel_id,
-                server=server,
+                call.call_id,
+                caller_id=context.caller_id,
+                did=context.did,
+                channel_id=context.channel_id,
+                server=context.server,
                 instance=self.instance,
+                at=call.arrived_wall,
             )
         )
-        return call
 
     async def set_up(self, call: Call) -> None:
         """Answer, bridge and bring the media leg in (DESIGN.md, 'A call on a real Asterisk')."""
@@ -152,6 +166,19 @@ class CallService:
                 ),
                 return_exceptions=True,
             )
+            if isinstance(answered, AriNotFound):
+                log.info(
+                    "call %s: channel %s gone before it could be answered; not recorded",
+                    call.call_id,
+                    call.channel_id,
+                )
+                call.end_as("caller")
+                call.sm.fire(CallTrigger.HANGUP)
+                await self._release_media(call)
+                self._finish(call, CallTrigger.VANISHED, publish=False)
+                self.discarded += 1
+                return
+            self._publish_arrival(call)
             problem = _first_error(answered, bridge, media)
             if problem is None:
                 self.bus.publish(ev.CallAnsweredEvent(call.call_id))
@@ -191,7 +218,8 @@ class CallService:
             return
         async with call.lock:
             if call.state is not CallState.BRIDGED:
-                log.warning(
+                log.log(
+                    logging.INFO if call.state is CallState.ENDED else logging.WARNING,
                     "call %s: AudioSocket connection in state %s; closing it",
                     call.call_id,
                     call.state.value,
@@ -245,7 +273,7 @@ class CallService:
         call_id = str(session.call_uuid)
         call = Call(context=CallContext(call_id=call_id, direct=True), sm=CallStateMachine(call_id))
         self.calls[call_id] = call
-        self.bus.publish(ev.CallArrivedEvent(call_id, instance=self.instance))
+        self._publish_arrival(call)
         self.bus.publish(
             ev.CallAnsweredEvent(call_id)
         )  # the dialplan answered before AudioSocket()
@@ -375,12 +403,15 @@ class CallService:
             call.end_as("caller")
             if requested:
                 call.cause, call.cause_txt = NORMAL_CLEARING  # we hung up with reason=normal
+            elif call.hangup_request_cause is not None:
+                call.cause = call.hangup_request_cause
+                call.cause_txt = "from the hang-up request (ChannelDestroyed not seen)"
             else:
                 call.cause_txt = unknown_cause_txt
             await self._release_media(call)
             self._finish(call, CallTrigger.VANISHED)
 
-    def _finish(self, call: Call, trigger: CallTrigger) -> None:
+    def _finish(self, call: Call, trigger: CallTrigger, *, publish: bool = True) -> None:
         call.sm.fire(trigger)
         for timer in (call.timeout_handle, call.media_timer):
             if timer is not None:
@@ -394,6 +425,9 @@ class CallService:
             self._media_channels.discard(key)
             self._remember(key)
         self._remember((_CALL_KEY, call.call_id))
+        call.ended.set()
+        if not publish:
+            return
         self.ended_calls += 1
         self.bus.publish(
             ev.CallEndedEvent(
@@ -404,7 +438,6 @@ class CallService:
                 ended_by=call.ended_by or "system",
             )
         )
-        call.ended.set()
 
     def _remember(self, key: tuple[str, str]) -> None:
         if not key[1] or key in self._ended_channels:

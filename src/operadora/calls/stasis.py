@@ -16,6 +16,7 @@ from operadora.ari.events import (
     AriEvent,
     ChannelDestroyed,
     ChannelDtmfReceived,
+    ChannelHangupRequest,
     RecordingFailed,
     RecordingFinished,
     StasisEnd,
@@ -56,6 +57,7 @@ class StasisRouter:
             StasisEnd,
             ChannelDestroyed,
             ChannelDtmfReceived,
+            ChannelHangupRequest,
             RecordingFinished,
             RecordingFailed,
         )
@@ -68,9 +70,11 @@ class StasisRouter:
         actions: EngineCallActions | None = None,
         *,
         others: OtherStasisStart | None = None,
+        app: str | None = None,
     ) -> None:
         self.service = service
         self.server = server
+        self.app = app  # our Stasis application: others' StasisStart (subscribeAll) is not ours
         self.actions = actions
         self.others = others  # gets StasisStart of channels that are not new inbound calls
         self.ignored: Counter[str] = Counter()
@@ -89,6 +93,13 @@ class StasisRouter:
                     self.service.dtmf(call, event.digit)
                 else:
                     self.ignored["dtmf"] += 1
+            case ChannelHangupRequest():
+                # a device's hang-up carries its Q.850 cause here (soft ones carry a flag);
+                # kept in case ChannelDestroyed never reaches us (subscribeAll off)
+                call = self.service.call_for_channel(self.server, event.channel.id)
+                if call is not None and not event.soft and event.cause:
+                    if call.channel_id == event.channel.id:
+                        call.hangup_request_cause = event.cause
             case RecordingFinished() | RecordingFailed():
                 if self.actions is not None:
                     self.actions.recording_ended(
@@ -100,10 +111,16 @@ class StasisRouter:
     def _stasis_start(self, event: StasisStart) -> None:
         channel = event.channel
         service = self.service
-        if service.is_media_channel(self.server, channel.id) or channel.name.startswith(
-            "AudioSocket/"
+        plan = channel.dialplan
+        if self.app and plan.app_name == "Stasis" and plan.app_data.split(",")[0] != self.app:
+            self.ignored["another application"] += 1
+            return
+        if (
+            service.is_media_channel(self.server, channel.id)
+            or channel.name.startswith("AudioSocket/")
+            or (event.args and service.is_call_id(event.args[0]))
         ):
-            return  # our own externalMedia leg entering the application
+            return  # our own externalMedia leg entering the application (args: [call uuid])
         if service.call_for_channel(self.server, channel.id) or service.has_ended(
             self.server, channel.id
         ):

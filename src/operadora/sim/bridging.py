@@ -8,13 +8,13 @@ only its music on hold / playback, never each other.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from operadora.sim.media import FRAME_MS, mix
+from operadora.sim.clock import media_clock
+from operadora.sim.media import mix
 from operadora.sim.model import Bridge, Channel
 
 if TYPE_CHECKING:
@@ -28,7 +28,8 @@ class Mixer:
         self.bridge = bridge
         self.inbox: dict[Channel, deque[bytes]] = {}
         self.extras: list[FrameSource] = []  # bridge playback / MOH: one frame per tick
-        self._task: asyncio.Task[None] | None = None
+        self._clock_key: int | None = None
+        self._idle = 0
 
     def direct(self) -> bool:
         return (
@@ -54,28 +55,27 @@ class Mixer:
         self.ensure_clock()
 
     def ensure_clock(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._clock())
+        if self._clock_key is None:
+            self._idle = 0
+            self._clock_key = media_clock().add(self._on_tick)
 
     def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        if self._clock_key is not None:
+            media_clock().remove(self._clock_key)
+            self._clock_key = None
 
-    async def _clock(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
-        idle = 0
-        while not self.bridge.destroyed:
-            next_at += FRAME_MS / 1000
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
-            if not self.tick():
-                idle += 1
-                if idle > 25 and not self.extras:
-                    self._task = None
-                    return
-            else:
-                idle = 0
+    def _on_tick(self) -> bool:
+        if self.bridge.destroyed:
+            self._clock_key = None
+            return False
+        if self.tick():
+            self._idle = 0
+            return True
+        self._idle += 1
+        if self._idle > 25 and not self.extras:  # half a second of silence: sleep
+            self._clock_key = None
+            return False
+        return True
 
     def tick(self) -> bool:
         frames: dict[Channel, bytes] = {}

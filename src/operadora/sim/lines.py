@@ -14,8 +14,8 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from operadora.sim.clock import run_until_done
 from operadora.sim.media import (
-    FRAME_MS,
     AudioSink,
     AudioSource,
     DeviceEvents,
@@ -37,6 +37,7 @@ class Line:
         self.channel = channel
         self.endpoint = endpoint  # e.g. "PJSIP/gateway-fxo-1"
         self._pump: asyncio.Task[None] | None = None
+        self.transfer_states: list[str] = []
 
     @property
     def channel_id(self) -> str:
@@ -80,17 +81,17 @@ class Line:
             self._pump = ch.spawn(self._pump_source(source))
 
     async def _pump_source(self, source: AudioSource) -> None:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        tick = 0
-        while not self.channel.destroyed:
-            tick += 1
-            delay = start + tick * FRAME_MS / 1000 - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        channel = self.channel
+
+        def tick() -> bool:
+            if channel.destroyed:
+                return False
             frame = source.next_frame()
-            if frame is not None and self.channel.state == "Up":
-                self.channel.receive(fit_frame(to_internal(frame, source.sample_rate)))
+            if frame is not None and channel.state == "Up":
+                channel.receive(fit_frame(to_internal(frame, source.sample_rate)))
+            return True
+
+        await run_until_done(tick)
 
     async def ring(self) -> None:
         """The device rings (a dialled channel): state Ringing, the caller hears ringback."""
@@ -109,6 +110,14 @@ class Line:
         for d in digit:
             await asyncio.sleep(duration_ms / 1000)
             self._pbx.receive_dtmf(self.channel, d, duration_ms)
+
+    async def refer(self, destination: str, context: str | None = None) -> None:
+        """The phone transfers its call (SIP REFER to ``destination``); the progress Asterisk
+        reports back (NOTIFY) lands in :attr:`transfer_states`."""
+        from operadora.sim import transfer
+
+        self.channel.device_transfer = self.transfer_states.append
+        transfer.refer(self._pbx, self.channel, destination, context)
 
     async def wait_answered(self) -> bool:
         """Returns True once the channel is up, False if it ended first."""

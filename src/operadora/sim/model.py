@@ -145,6 +145,8 @@ class Channel:
     close_device: Callable[[], None] | None = None
     on_ringing: Callable[[], None] | None = None
     on_answer: Callable[[], None] | None = None
+    refer_to: str | None = None  # the destination of the phone's last REFER
+    device_transfer: Callable[[str], None] | None = None  # NOTIFY progress to the phone
 
     @property
     def is_up(self) -> bool:

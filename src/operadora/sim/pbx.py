@@ -17,7 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from operadora.sim import bridging, playback
 from operadora.sim.dialplan.plan import Dialplan
@@ -33,6 +33,9 @@ from operadora.sim.model import (
     Party,
     Playback,
 )
+
+if TYPE_CHECKING:
+    from operadora.sim.lines import DialHandler
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,6 @@ class PbxConfig:
     queues: dict[str, QueueConfig]
     moh_classes: set[str]
     sounds_dir: Path
-    recordings_dir: Path
     globals: dict[str, str] = field(default_factory=dict)
 
 
@@ -69,7 +71,7 @@ class Pbx:
         self._name_counter = itertools.count(0)
         self._id_counter = itertools.count(1)
         self._epoch = int(time.time())
-        self.dial_handler: Any = None  # operadora.sim.lines.DialHandler
+        self.dial_handler: DialHandler | None = None
         self.started_at = time.time()
 
     # ----- identities -----
@@ -108,6 +110,7 @@ class Pbx:
             priority=priority,
         )
         self.channels[ch.id] = ch
+        log.debug("channel created: %s", name, extra={"channel_id": ch.id})
         return ch
 
     def channel(self, channel_id: str) -> Channel:
@@ -196,7 +199,9 @@ class Pbx:
                 peer.on_ringing()
 
     # ----- Stasis -----
-    def enter_stasis(self, ch: Channel, app: str, args: list[str]) -> None:
+    def enter_stasis(
+        self, ch: Channel, app: str, args: list[str], *, replace_channel: Channel | None = None
+    ) -> None:
         ch.app_name = "Stasis"
         ch.app_data = ",".join([app, *args])
         ch.stasis_app = app
@@ -204,7 +209,8 @@ class Pbx:
         ch.apps.add(app)
         ch.variables["STASISSTATUS"] = ""
         self.emit("ChannelVarset", channel=ch, variable="STASISSTATUS", value="")
-        self.emit("StasisStart", channel=ch, args=list(args))
+        extra = {"replace_channel": replace_channel} if replace_channel is not None else {}
+        self.emit("StasisStart", channel=ch, args=list(args), **extra)
 
     def leave_stasis(self, ch: Channel) -> None:
         if ch.stasis_app is None:
@@ -327,6 +333,12 @@ class Pbx:
         if late_caller:
             self.emit("ChannelCallerId", channel=ch, **PRESENTATION)
         self.channels.pop(ch.id, None)
+        log.debug(
+            "channel destroyed: %s cause %s",
+            ch.name,
+            cause,
+            extra={"channel_id": ch.id, "cause": cause},
+        )
         if ch.close_device is not None:
             ch.close_device()
         if ch.device_events is not None:

@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from operadora.sim.clock import run_until_done
 from operadora.sim.media import FRAME_MS
 from operadora.sim.model import Bridge, Channel, Playback
 from operadora.sim.sounds import load_prompt, media_name, synthesize, tone_frames
@@ -23,17 +24,18 @@ FRAME_S = FRAME_MS / 1000
 
 
 async def paced(frames: Sequence[bytes], sink: Callable[[bytes], None]) -> None:
-    """Send frames at exactly one per 20 ms (absolute schedule: no drift)."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    for i, frame in enumerate(frames):
-        delay = start + i * FRAME_S - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        sink(frame)
-    end = start + len(frames) * FRAME_S - loop.time()
-    if end > 0:
-        await asyncio.sleep(end)
+    """Send frames at exactly one per 20 ms on the media clock; returns one tick after the last."""
+    position = 0
+
+    def tick() -> bool:
+        nonlocal position
+        if position >= len(frames):
+            return False
+        sink(frames[position])
+        position += 1
+        return True
+
+    await run_until_done(tick)
 
 
 def media_frames(pbx: Pbx, uri: str) -> tuple[bytes, ...]:
@@ -58,21 +60,17 @@ async def play_controlled(
     pb: Playback, frames: Sequence[bytes], sink: Callable[[bytes], None], offset: int = 0
 ) -> None:
     """Paced playback that honours ``/playbacks/{id}/control`` (pause, restart, skips)."""
-    loop = asyncio.get_running_loop()
     pb.position = max(0, offset)
-    next_at = loop.time()
-    while pb.position < len(frames):
-        if not pb.running.is_set():
-            await pb.running.wait()
-            next_at = loop.time()
-        delay = next_at - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-            if not pb.running.is_set():
-                continue
-        sink(frames[min(pb.position, len(frames) - 1)])
-        pb.position += 1
-        next_at += FRAME_S
+
+    def tick() -> bool:
+        if pb.position >= len(frames):
+            return False
+        if pb.running.is_set():
+            sink(frames[pb.position])
+            pb.position += 1
+        return True
+
+    await run_until_done(tick)
 
 
 def control(pb: Playback, operation: str) -> None:
@@ -220,16 +218,11 @@ def start_moh(ch: Channel) -> None:
     stop_moh(ch)
     frames = moh_frames()
 
-    async def run() -> None:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        for i in itertools.count():
-            delay = start + i * FRAME_S - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            ch.write(next(frames))
+    def tick() -> bool:
+        ch.write(next(frames))
+        return not ch.destroyed
 
-    ch.moh_task = ch.spawn(run())
+    ch.moh_task = ch.spawn(run_until_done(tick))
 
 
 def stop_moh(ch: Channel) -> None:

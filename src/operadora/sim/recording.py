@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from operadora.sim.clock import run_until_done
 from operadora.sim.media import FRAME_MS, INTERNAL_RATE, mix
 from operadora.sim.model import Bridge, Channel, LiveRecording
 
@@ -67,19 +68,14 @@ def start_bridge_recording(pbx: Pbx, bridge: Bridge, params: Params) -> LiveReco
                 taps[ch] = queue.append
                 ch.taps.append(taps[ch])
 
-    async def clock() -> None:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        tick = 0
-        while True:
-            tick += 1
-            await asyncio.sleep(max(0.0, start + tick * FRAME_MS / 1000 - loop.time()))
-            attach()
-            frames = [q.popleft() for q in inbox.values() if q]
-            if rec.state == "recording":
-                rec.data += mix(frames) if frames else bytes(FRAME_MS * INTERNAL_RATE // 500)
+    def tick() -> bool:
+        attach()
+        frames = [q.popleft() for q in inbox.values() if q]
+        if rec.state == "recording":
+            rec.data += mix(frames) if frames else bytes(FRAME_MS * INTERNAL_RATE // 500)
+        return True
 
-    task = asyncio.get_running_loop().create_task(clock())
+    task = asyncio.get_running_loop().create_task(run_until_done(tick))
 
     def detach() -> None:
         task.cancel()

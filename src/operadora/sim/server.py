@@ -68,7 +68,6 @@ def build_pbx(settings: SimSettings) -> Pbx:
         queues=queues,
         moh_classes=moh,
         sounds_dir=settings.sounds_dir,
-        recordings_dir=Path("."),
         globals=dict(settings.globals),
     )
     return Pbx(config, registry)

@@ -20,17 +20,18 @@ from operadora.sim.media import FRAME_BYTES, FRAME_SAMPLES, INTERNAL_RATE, fit_f
 
 DEFAULT_SOUNDS_DIR = Path("/usr/share/asterisk/sounds/en")
 
-# seconds, measured from ari-traces: a (hello-world 1.403 s), g (1.402 s), c1 (tt-weasels 2.949 s).
-# demo-congrats ran for more than 3.0 s in f1/f4 without finishing; 9.0 s is assumed.
+# Seconds. hello-world and tt-weasels as measured in ari-traces (PlaybackStarted ->
+# PlaybackFinished: a 1.403 s, g 1.402 s, c1 2.949 s); the others are the lengths of the
+# asterisk-core-sounds-en-wav 1.6.1 files (which also give 1.404 s and 2.951 s for those two).
 KNOWN_DURATIONS = {
     "hello-world": 1.403,
     "tt-weasels": 2.949,
-    "demo-congrats": 9.0,
+    "demo-congrats": 30.277,
     "beep": 0.25,
-    "transfer": 0.9,
-    "invalid": 1.1,
-    "vm-goodbye": 0.7,
-    "basic-pbx-ivr-main": 6.0,
+    "transfer": 2.392,
+    "invalid": 4.112,
+    "vm-goodbye": 0.865,
+    "basic-pbx-ivr-main": 25.392,
     "silence/1": 1.0,
 }
 DEFAULT_DURATION = 2.0

@@ -40,12 +40,17 @@ class CallFilter:
 
 
 async def _call(session: AsyncSession, call_id: str, at: float) -> CallRow:
-    """The call's row, created when an event arrives before CallArrivedEvent."""
-    row = await session.get(CallRow, call_id)
+    """The call's row, created when an event arrives before CallArrivedEvent (rows are kept
+    for the session: a batch of events touches few calls many times)."""
+    rows: dict[str, CallRow] = session.info.setdefault("calls", {})
+    row = rows.get(call_id)
+    if row is None:
+        row = await session.get(CallRow, call_id)
     if row is None:
         row = CallRow(id=call_id, arrived_at=at, state="arrived", disposition="")
         session.add(row)
         await session.flush()
+    rows[call_id] = row
     return row
 
 
@@ -178,7 +183,6 @@ class CallRepository:
         async with self.db.session() as s, s.begin():
             for event, negative in events:
                 await _apply(s, event, negative)
-                await s.flush()
 
     async def arrived(self, e: ev.CallArrivedEvent) -> None:
         await self.write([(e, False)])

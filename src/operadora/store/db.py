@@ -7,6 +7,8 @@ table) in one PostgreSQL schema, which is how tests isolate themselves.
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 0x6F70_6472  # PostgreSQL advisory lock key: "opdr"
 
 
 class Database:
@@ -50,7 +53,9 @@ class Database:
 
     async def upgrade(self, revision: str = "head") -> None:
         """Bring the schema to ``revision`` with the migrations shipped in the package."""
-        async with self.engine.begin() as conn:
+        async with _migration_lock(), self.engine.begin() as conn:
+            if not self.is_sqlite:  # instances starting together migrate one at a time
+                await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             if self.schema is not None:
                 await conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             await conn.run_sync(_run_upgrade, revision)
@@ -66,6 +71,20 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _migration_lock() -> asyncio.Lock:
+    """Alembic keeps its context in module globals: one migration at a time per process."""
+    loop = asyncio.get_running_loop()
+    lock = _LOCKS.get(loop)
+    if lock is None:
+        lock = _LOCKS[loop] = asyncio.Lock()
+    return lock
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -49,6 +49,12 @@ log = logging.getLogger(__name__)
 
 PREROLL_S = 0.3
 NO_AUDIO_S = 0.1  # no caller frame for this long while speech is open: the line went quiet
+# fast barge-in: a caller frame this loud pauses agent playback before the VAD's window is full...
+FAST_PAUSE_FLOOR = 10 ** (-40 / 20)
+# ...if it is also this much louder than the loudest echo the agent's own audio could cause
+# (telephone echo return loss is 20 dB or more)
+FAST_PAUSE_ECHO_MARGIN = 10 ** (-14 / 20)
+FAST_PAUSE_HOLD_S = 0.12  # resumed if the VAD has not seen a speech onset by then
 
 
 class VoiceActivity(Protocol):
@@ -174,6 +180,8 @@ class VoiceAgentSession:
         if item.sample_rate != self._rate:
             audio = resample(audio, item.sample_rate, self._rate)
         self._keep(audio)
+        if self._settings.fast_barge_in and self._speaker.active and not self._speaker.paused:
+            self._fast_pause(audio, item.received_at)
         vad_audio = resample(audio, self._rate, self._vad_rate)
         self._turns.agent_speaking = self._speaker.active
         window = self._window
@@ -191,6 +199,20 @@ class VoiceAgentSession:
                 probability = vad.speech_probability(window)
                 for signal in self._turns.window(probability, end - size / self._vad_rate, end):
                     self._on_signal(signal)
+
+    def _fast_pause(self, audio: Float32Audio, at: float) -> None:
+        """Pause the agent on one loud frame; the VAD then confirms it or playback resumes."""
+        if self._turns.state is not TurnState.QUIET or audio.size == 0:
+            return
+        level = float(np.sqrt(np.mean(np.square(audio))))
+        if level < FAST_PAUSE_FLOOR or level < self._speaker.recent_level * FAST_PAUSE_ECHO_MARGIN:
+            return
+        self._speaker.pause()
+        self._loop.call_at(at + FAST_PAUSE_HOLD_S, self._release_fast_pause)
+
+    def _release_fast_pause(self) -> None:
+        if self._turns.state is TurnState.QUIET and self._speaker.paused:
+            self._speaker.resume()
 
     def _keep(self, audio: Float32Audio) -> None:
         if self._utterance:

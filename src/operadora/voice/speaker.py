@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 from operadora.media import MediaSession
 from operadora.voice.pcm import resample_pcm
@@ -19,6 +22,11 @@ class _Clause:
     start: int  # byte offsets in the reply's audio at the media rate
     end: int
     text: str
+
+
+def _rms(pcm: bytes) -> float:
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+    return float(np.sqrt(np.mean(np.square(samples)))) / 32768 if samples.size else 0.0
 
 
 class Speaker:
@@ -47,6 +55,7 @@ class Speaker:
         self._drained = asyncio.Event()
         self.first_audio_at: float | None = None
         self.paused_at: float | None = None
+        self._levels: deque[float] = deque(maxlen=10)
 
     @property
     def active(self) -> bool:
@@ -62,6 +71,7 @@ class Speaker:
         self._rate = self._media.sample_rate
         self._audio.clear()
         self._clauses.clear()
+        self._levels.clear()
         self._sent = 0
         self._base_played_ms = None
         self._paused = self._finished = False
@@ -146,16 +156,21 @@ class Speaker:
         frame = int(self._rate * self._tick_s) * 2
         while self._sent < len(self._audio) and self._media.queued_ms < self._lookahead_ms:
             chunk = bytes(self._audio[self._sent : self._sent + frame])
-            if self._base_played_ms is None:
+            first = self._base_played_ms is None
+            if first:
                 self._base_played_ms = self._media.played_ms
                 self.first_audio_at = asyncio.get_running_loop().time()
-                self._media.play(chunk, self._rate)
-                self._sent += len(chunk)
-                if self._on_first_audio is not None:
-                    self._on_first_audio()
-                continue
             self._media.play(chunk, self._rate)
             self._sent += len(chunk)
+            self._levels.append(_rms(chunk))
+            if first and self._on_first_audio is not None:
+                self._on_first_audio()
+
+    @property
+    def recent_level(self) -> float:
+        """The loudest RMS (0..1) of the agent audio sent in the last ~200 ms: what an echo of it
+        on the caller's side could at most be."""
+        return max(self._levels, default=0.0) if self._active else 0.0
 
     def _done(self) -> bool:
         return (

@@ -221,8 +221,11 @@ function reconnect(delay) {
 async function loadSide() {
   try {
     const [agents, callbacks] = await Promise.all([getJSON("/api/agents"), getJSON("/api/callbacks")]);
-    $("agents").replaceChildren(...agents.map((a) => el("li", { class: "agent " + a.status }, `${a.name} (${a.extension || "-"}): ${a.status}`)));
-    $("callbacks").replaceChildren(...callbacks.slice(0, 20).map((c) => el("li", {}, `${c.number} ${c.due_at ? "at " + fmtTime(c.due_at) : ""} — ${c.state}`)));
+    const none = () => el("li", { class: "empty" }, "none");
+    const agentItems = agents.map((a) => el("li", { class: "agent " + a.status }, `${a.name} (${a.extension || "-"}): ${a.status}`));
+    const callbackItems = callbacks.slice(0, 20).map((c) => el("li", {}, `${c.number} ${c.due_at ? "at " + fmtTime(c.due_at) : ""} — ${c.state}`));
+    $("agents").replaceChildren(...(agentItems.length ? agentItems : [none()]));
+    $("callbacks").replaceChildren(...(callbackItems.length ? callbackItems : [none()]));
   } catch (_) { /* shown by the stream state */ }
 }
 
@@ -240,17 +243,28 @@ function barChart(svg, pairs, color) {
   const max = Math.max(...pairs.map((p) => p[1]), 1);
   const w = 460 / pairs.length;
   pairs.forEach(([label, value], i) => {
-    const h = (value / max) * 100;
-    svg.append(svgEl("rect", { x: 10 + i * w, y: 110 - h, width: Math.max(w - 4, 1), height: h, fill: color }));
-    svg.append(svgEl("text", { x: 10 + i * w + w / 2, y: 106 - h, class: "value" }, String(Math.round(value))));
-    svg.append(svgEl("text", { x: 10 + i * w + w / 2, y: 128, class: "axis" }, label));
+    const h = (value / max) * 90;
+    svg.append(svgEl("rect", { x: 10 + i * w, y: 112 - h, width: Math.max(w - 2, 1), height: h, fill: color }));
+    if (value) svg.append(svgEl("text", { x: 10 + i * w + w / 2, y: 108 - h, class: "value" }, String(Math.round(value))));
+    if (label) svg.append(svgEl("text", { x: 10 + i * w + w / 2, y: 128, class: "axis" }, label));
   });
+}
+
+function lastHours(perHour, hours) {
+  const counts = new Map(perHour.map(([h, n]) => [h, n]));
+  const now = Math.floor(Date.now() / 3600000) * 3600;
+  const out = [];
+  for (let i = hours - 1; i >= 0; i--) {
+    const h = now - i * 3600;
+    out.push([i % 3 === 0 ? new Date(h * 1000).getHours() + "h" : "", counts.get(h) || 0]);
+  }
+  return out;
 }
 
 async function loadStats() {
   try {
     const s = await getJSON("/api/stats?hours=24");
-    barChart($("chart-hours"), s.calls_per_hour.map(([h, n]) => [new Date(h * 1000).getHours() + "h", n]), "#3b82f6");
+    barChart($("chart-hours"), lastHours(s.calls_per_hour, 24), "#3b82f6");
     barChart($("chart-outcomes"), Object.entries(s.outcomes), "#10b981");
     $("containment").textContent = s.containment_rate == null ? "–" : Math.round(s.containment_rate * 100) + "%";
     barChart($("chart-latency"), Object.entries(s.latency_ms).filter(([, v]) => v != null), "#f59e0b");

@@ -1,7 +1,8 @@
 """Simulated extensions and queue members: people who answer, are busy, or never pick up.
 
-A :class:`Directory` maps dialled endpoints (``PJSIP/201``, ``Local/agent1@queue-agents``;
-shell-style patterns allowed) to a behaviour, and decides what a ringing call meets.
+A :class:`Directory` maps dialled endpoints (``PJSIP/201``, ``PJSIP/agent*``; shell-style
+patterns allowed) to a behaviour, and decides what a ringing call meets. The simulator's own
+``Queue()`` rings the members of a queue; each PJSIP member it dials meets its behaviour here.
 :class:`ExtensionAgent` then acts it out on a dialled channel through :class:`DialedChannel`,
 the few operations the simulator gives it.
 """
@@ -47,22 +48,10 @@ class ExtensionBehaviour(BaseModel):
     language: Literal["en", "es"] = "en"
 
 
-class QueueBehaviour(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    members: list[str] = Field(min_length=1)  # endpoints, looked up in the directory
-    strategy: Literal["ringall", "linear"] = "ringall"
-    ring_timeout_s: float = Field(15.0, gt=0)  # one attempt
-    retry_s: float = Field(2.0, ge=0)
-    max_wait_s: float = Field(120.0, gt=0)
-
-
 class DirectorySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     extensions: list[ExtensionBehaviour] = Field(default_factory=list)
-    queues: list[QueueBehaviour] = Field(default_factory=list)
     default_action: Action = "no_answer"
 
 
@@ -83,16 +72,8 @@ class Decision:
         return {"answer": "ANSWER", "busy": "BUSY", "no_answer": "NOANSWER"}[self.action]
 
 
-@dataclass(frozen=True, slots=True)
-class QueueOutcome:
-    queue: str
-    member: str | None  # the endpoint that answered; None when nobody did in max_wait_s
-    waited_s: float
-    attempts: int
-
-
 def load_directory(path: Path) -> DirectorySettings:
-    """A directory from YAML: ``extensions: [{endpoint, action, ring_s, ...}]``, ``queues``."""
+    """A directory from YAML: ``extensions: [{endpoint, action, ring_s, ...}]``."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         return DirectorySettings.model_validate(data or {})
@@ -103,7 +84,6 @@ def load_directory(path: Path) -> DirectorySettings:
 class Directory:
     def __init__(self, settings: DirectorySettings | None = None) -> None:
         self.settings = settings or DirectorySettings()
-        self._queues = {q.name: q for q in self.settings.queues}
 
     def behaviour(self, endpoint: str) -> ExtensionBehaviour | None:
         for ext in self.settings.extensions:  # exact matches win over patterns
@@ -127,32 +107,6 @@ class Directory:
         if action == "busy":
             return Decision(endpoint, "busy", ring_s, *CAUSE_BUSY, behaviour=ext)
         return Decision(endpoint, "answer", ring_s, behaviour=ext)
-
-    def queue(self, name: str) -> QueueBehaviour | None:
-        return self._queues.get(name)
-
-    def ring_queue(self, name: str) -> QueueOutcome:
-        """Which member takes a call waiting in queue ``name``, and after how long."""
-        queue = self._queues.get(name)
-        if queue is None:
-            return QueueOutcome(name, None, 0.0, 0)
-        waited = 0.0
-        attempts = 0
-        while waited < queue.max_wait_s:
-            attempts += 1
-            if queue.strategy == "ringall":
-                ring = [self.decide(m, queue.ring_timeout_s) for m in queue.members]
-            else:
-                member = queue.members[(attempts - 1) % len(queue.members)]
-                ring = [self.decide(member, queue.ring_timeout_s)]
-            answered = [d for d in ring if d.action == "answer"]
-            if answered:
-                first = min(answered, key=lambda d: d.after_s)
-                if waited + first.after_s <= queue.max_wait_s:
-                    return QueueOutcome(name, first.endpoint, waited + first.after_s, attempts)
-                break
-            waited += queue.ring_timeout_s + queue.retry_s
-        return QueueOutcome(name, None, min(waited, queue.max_wait_s), attempts)
 
 
 class DialedChannel(Protocol):

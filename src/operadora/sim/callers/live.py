@@ -140,8 +140,8 @@ def _ms(value: float | None) -> str:
 def summary_table(calls: list[CallView]) -> Table:
     table = Table(title="Calls", show_lines=True, expand=True)
     table.add_column("#", justify="right", width=3)
-    table.add_column("caller", ratio=2)
-    table.add_column("outcome", ratio=2)
+    table.add_column("caller", ratio=2, min_width=14)
+    table.add_column("outcome", ratio=2, min_width=13)
     table.add_column("transcript", ratio=6)
     table.add_column("v2v p50", justify="right", width=9)
     table.add_column("heard p50", justify="right", width=9)

@@ -64,7 +64,7 @@ class ListenStep(_Step):
 
     phrase: str | None = None
     timeout_s: float = Field(20.0, gt=0)
-    silence_ms: int = Field(700, gt=0)  # agent silence that ends its turn
+    silence_ms: int = Field(800, gt=0)  # agent silence that ends its turn
 
 
 class DtmfStep(_Step):

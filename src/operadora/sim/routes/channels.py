@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from operadora.sim import calls, playback
+from operadora.sim import calls, playback, transfer
 from operadora.sim.model import REASON_CAUSE, Channel
 from operadora.sim.pbx import Pbx, PbxError
 from operadora.sim.routes.params import Params, json_response, no_content, pbx_of
@@ -413,10 +413,9 @@ async def transfer_progress(request: web.Request) -> web.Response:
     pbx = pbx_of(request)
     ch = pbx.channel(request.match_info["channelId"])
     state = params.required("states")
-    allowed = ("channel_progress", "channel_answered", "channel_unavailable", "channel_declined")
-    if state not in allowed:
+    if state not in transfer.PROGRESS_STATES:
         raise PbxError(400, "Invalid states value")
-    pbx.emit("ChannelTransfer", channel=ch, state=state)
+    transfer.progress(pbx, ch, state)
     return no_content()
 
 

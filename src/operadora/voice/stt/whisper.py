@@ -1,8 +1,10 @@
 """Embedded speech recognition with faster-whisper (CTranslate2), loaded from a directory.
 
-Short utterances are encoded at their own length (plus a margin) instead of Whisper's fixed 30 s
-window: on a phone turn of 1–3 s that makes the encoder several times faster. Longer audio goes
-through faster-whisper's own chunked transcription.
+A phone turn is 1-3 s but Whisper encodes 30 s windows. Short utterances are encoded at their own
+length plus 6 s of real silence (a third of the encoder work), decoded with timestamps, and
+segments that start after the last voiced sample are dropped: with a short window Whisper
+otherwise tends to loop and "hear" the sentence twice. Audio over 27 s goes through
+faster-whisper's own chunked transcription.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ log = logging.getLogger(__name__)
 
 FRAMES_PER_S = 100  # Whisper's mel hop is 10 ms
 MAX_SHORT_S = 27.0
-MARGIN_FRAMES = 300  # 3 s of silence after the speech: shorter windows make Whisper loop
-MIN_FRAMES = 300
+MARGIN_FRAMES = 600  # 6 s of silence after the speech: shorter windows make Whisper loop
+MIN_FRAMES = 600
 SILENCE_RMS = 10 ** (-60 / 20)
 
 
