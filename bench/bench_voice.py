@@ -47,7 +47,7 @@ def row(name: str, values: list[float]) -> str:
 
 
 async def conversation(
-    settings: Settings, engines: Engines, prompts: list[Prompt], rate: int
+    settings: Settings, engines: Engines, prompts: list[Prompt], rate: int, verbose: bool = False
 ) -> tuple[list[float], list[TurnEvent], list[float]]:
     bus = EventBus()
     events = bus.subscribe()
@@ -77,11 +77,26 @@ async def conversation(
     # where the wire figure differs from the engine's: the VAD's view of the end of speech
     # (last voiced window) against the last voiced sample sent, and engine -> wire delivery
     vad_tail, delivery = [], []
-    for wire_turn, caller_turn, agent_turn in zip(log.turns, callers, turns, strict=False):
-        vad_tail.append((caller_turn.ended_at - wire_turn.last_voice_sent) * 1000)
-        if wire_turn.first_agent_audio is not None and agent_turn.latency_ms is not None:
-            engine_first = caller_turn.ended_at + agent_turn.latency_ms / 1000
+    for wire_turn in log.turns:
+        caller = min(
+            callers, key=lambda c: abs(c.ended_at - wire_turn.last_voice_sent), default=None
+        )
+        if caller is None or abs(caller.ended_at - wire_turn.last_voice_sent) > 1.0:
+            continue
+        vad_tail.append((caller.ended_at - wire_turn.last_voice_sent) * 1000)
+        reply = next((t for t in turns if t.started_at >= caller.ended_at), None)
+        if wire_turn.first_agent_audio is not None and reply and reply.latency_ms is not None:
+            engine_first = caller.ended_at + reply.latency_ms / 1000
             delivery.append((wire_turn.first_agent_audio - engine_first) * 1000)
+    if verbose:
+        for t in log.turns:
+            c = min(callers, key=lambda c: abs(c.ended_at - t.last_voice_sent), default=None)
+            first = t.first_agent_audio
+            print(
+                f"    {t.prompt:<28} v2v "
+                f"{(first - t.last_voice_sent) * 1000 if first else float('nan'):6.0f} ms  "
+                f"heard {c.text if c else '-'!r}"
+            )
     print(row("vad end vs last sample", vad_tail))
     print(row("engine -> wire", delivery))
     detect, cut = [], []
@@ -151,6 +166,7 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=None)
     parser.add_argument("--wer-prompts", type=int, default=None)
     parser.add_argument("--rate", type=int, default=8000, choices=(8000, 16000))
+    parser.add_argument("--verbose", action="store_true", help="print every turn")
     args = parser.parse_args()
     turns_n = args.turns or (8 if args.quick else 24)
     wer_n = args.wer_prompts if args.wer_prompts is not None else (40 if args.quick else None)
@@ -167,7 +183,9 @@ def main() -> None:
     callers = [p for p in prompts if 0.8 <= p.audio.size / p.rate <= 3.5][:turns_n]
 
     print(f"\nconversation: {len(callers)} caller turns at {args.rate} Hz over AudioSocket")
-    wire, turns, barge = asyncio.run(conversation(settings, engines, callers, args.rate))
+    wire, turns, barge = asyncio.run(
+        conversation(settings, engines, callers, args.rate, args.verbose)
+    )
     v2v_internal = [t.latency_ms or 0.0 for t in turns]
     print(row("v2v on the wire", wire))
     print(row("v2v in the engine", v2v_internal))

@@ -175,6 +175,7 @@ class HardwareSettings(_Section):
     dahdi_scan: str = "dahdi_scan"
     probe_timeout_s: float = Field(3.0, gt=0)
     sip_port: int = Field(5060, ge=1, le=65535)  # gateway port when an address names none
+    gateway_lines: int = Field(1, ge=1)  # FXO lines behind each gateway endpoint (GXW4108: 8)
     probe_transport: Literal["udp", "tcp"] = "udp"
     nvidia_smi: str = "nvidia-smi"
 

@@ -75,7 +75,7 @@ class DemoOptions:
     calls: int = 5
     language: DemoLanguage = "both"
     keep_running: bool = False
-    rate_per_s: float = 0.3
+    rate_per_s: float = 0.2
     personas: tuple[str, ...] = ()  # shipped persona names, in order; default: DEMO_ORDER
     scenario_paths: tuple[Path, ...] = ()  # extra persona files or folders
     arrivals: Literal["uniform", "poisson"] = "uniform"
@@ -158,7 +158,13 @@ class Demo:
         await self._start_engine(stack, state_dir)
         if self.simulator is not None:
             self._status("connecting the engine to the simulator's ARI…")
-            await self.engine.wait_connected(15.0)
+            try:
+                await self.engine.wait_connected(15.0)
+            except TimeoutError:
+                raise DemoError(
+                    f"the engine could not open the ARI events WebSocket of the simulator at "
+                    f"{self.simulator.ari_url} within 15 s (see the log above)"
+                ) from None
 
     async def _load_voices(self) -> None:
         from operadora.voice.errors import ProviderError
@@ -307,7 +313,8 @@ class Demo:
                     events.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await events
-                self.console.print(summary_table(self.board.calls))
+                compact = self.console.width < 110
+                self.console.print(summary_table(self.board.calls, compact=compact))
                 self.console.print(latency_summary(self.board.calls))
                 self.console.print(
                     f"[bold]{self.result.passed}/{len(self.board.calls)}[/bold] calls ended "

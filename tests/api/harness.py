@@ -88,7 +88,10 @@ async def start_server(app: FastAPI) -> tuple[uvicorn.Server, asyncio.Task[None]
     return server, task, f"http://127.0.0.1:{port}"
 
 
-async def start_running(tmp_path: Path) -> tuple[Running, uvicorn.Server, asyncio.Task[None]]:
+async def start_running(
+    tmp_path: Path, db: Database | None = None
+) -> tuple[Running, uvicorn.Server, asyncio.Task[None]]:
+    """The API over ``db`` (default: a SQLite file in ``tmp_path``)."""
     settings = Settings(
         store={
             "url": f"sqlite+aiosqlite:///{tmp_path / 'api.db'}",
@@ -96,7 +99,7 @@ async def start_running(tmp_path: Path) -> tuple[Running, uvicorn.Server, asynci
         }
     )
     (tmp_path / "recordings").mkdir(exist_ok=True)
-    db = Database(settings.store.url.get_secret_value())
+    db = db or Database(settings.store.url.get_secret_value())
     await db.upgrade()
     store = Store(db, settings.store.recordings_dir)
     bus = EventBus()

@@ -322,3 +322,19 @@ async def test_shutdown_ends_open_event_streams(running: Running) -> None:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_revoked_token_loses_its_event_stream(running: Running) -> None:
+    running.app.state.auth.ttl_s = 0
+    running.app.state.heartbeat_s = 0.05
+    token, row = await running.store.tokens.create("viewer", "leaving")
+    async with running.client(token) as c, c.stream("GET", "/api/live/stream") as r:
+        lines = r.aiter_lines()
+        assert (await _next_event(lines))[0] == "snapshot"
+        await running.store.tokens.revoke(row.id)
+        rest = await asyncio.wait_for(_rest(lines), 10)  # ends by itself
+        assert all(line in ("", ": keep-alive") for line in rest)
+
+
+async def _rest(lines: Any) -> list[str]:
+    return [line async for line in lines]

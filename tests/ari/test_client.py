@@ -293,3 +293,22 @@ async def test_a_failing_resync_callback_does_not_end_the_stream(
         await stream.stop()
         await asyncio.wait_for(task, 5)
     assert calls[:2] == [False, True]
+
+
+async def test_errors_are_counted_for_metrics(mini: tuple[MiniAri, str]) -> None:
+    from prometheus_client import REGISTRY
+
+    def count(kind: str) -> float:
+        return REGISTRY.get_sample_value("operadora_ari_errors_total", {"kind": kind}) or 0.0
+
+    ari, url = mini
+    ari.status["/channels/gone/answer"] = [404]
+    before_http, before_down = count("http"), count("unavailable")
+    async with AriClient(settings(url)) as client:
+        with pytest.raises(AriNotFound):
+            await client.answer("gone")
+    async with AriClient(settings(f"http://127.0.0.1:{free_port()}/ari"), retries=0) as client:
+        with pytest.raises(AriUnavailable):
+            await client.list_bridges()
+    assert count("http") == before_http + 1
+    assert count("unavailable") == before_down + 1

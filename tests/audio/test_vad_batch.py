@@ -9,7 +9,7 @@ import pytest
 
 from operadora.audio.resample import resample
 from operadora.audio.vad import SileroVad
-from operadora.audio.vad_batch import SileroBatch, SileroBatchRunner
+from operadora.audio.vad_batch import SileroBatch, SileroBatchRunner, shared_silero_stream
 from support import require
 
 pytestmark = pytest.mark.unit
@@ -87,3 +87,19 @@ async def test_runner_scores_many_calls_in_order_off_the_loop() -> None:
         assert len(got[call]) == len(windows) - call
         np.testing.assert_allclose(got[call], expected[: len(windows) - call], atol=1e-4)
     assert batch.runs < batch.windows_scored  # windows of several calls shared model runs
+
+
+def test_shared_streams_share_one_model_and_keep_their_own_state() -> None:
+    first = shared_silero_stream(16000)
+    second = shared_silero_stream(16000)
+    assert first._batch is second._batch
+    assert shared_silero_stream(8000)._batch is not first._batch
+    audio = prompt(16000)
+    windows = [audio[i : i + 512].copy() for i in range(0, 512 * 30, 512)]
+    reference = SileroVad(16000)
+    for window in windows:
+        # the second stream only ever hears silence; it must not disturb the first
+        second.speech_probability(np.zeros(512, np.float32))
+        assert first.speech_probability(window) == pytest.approx(
+            reference.speech_probability(window), abs=1e-4
+        )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import random
+import time
 
 import pytest
 
-from operadora.audiosocket.pacing import FrameClock, MediaStats
+from operadora.audiosocket.pacing import FrameClock, MediaStats, Pacer
 
 pytestmark = pytest.mark.unit
 
@@ -68,3 +71,33 @@ def test_stats_histogram_and_percentiles() -> None:
     assert MediaStats().pacing_percentile_ms(99) == 0.0
     stats.record_write(2.0, late_after_s=0.01)  # beyond the histogram: overflow bucket
     assert stats.pacing_percentile_ms(100) == float("inf")
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.ticks: list[tuple[float, int]] = []
+
+    def on_tick(self, deadline: float, skipped: int) -> None:
+        self.ticks.append((deadline, skipped))
+
+
+async def test_pacer_on_a_real_loop_stays_on_its_grid_through_a_stall() -> None:
+    pacer = Pacer(asyncio.get_running_loop(), FRAME)
+    recorder = Recorder()
+    pacer.add(recorder)
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(0.1)
+    # a callback hogs the loop: several deadlines pass unserved
+    loop.call_soon(time.sleep, 0.105)
+    await asyncio.sleep(0.2)
+    pacer.close()
+    deadlines = [d for d, _ in recorder.ticks]
+    gaps = [b - a for a, b in itertools.pairwise(deadlines)]
+    assert all(gap > FRAME - 1e-9 for gap in gaps)  # never two frames for one deadline
+    steps = [(d - deadlines[0]) / FRAME for d in deadlines]
+    assert all(abs(s - round(s)) < 1e-6 for s in steps)  # every deadline on the original grid
+    skipped = sum(s for _, s in recorder.ticks)
+    assert skipped >= 4  # the stall's deadlines were counted as skipped, not sent late
+    later_skips = sum(s for _, s in recorder.ticks[1:])
+    assert len(recorder.ticks) + later_skips == round(steps[-1]) + 1  # each deadline once
+    assert pacer.ticks == len(recorder.ticks)

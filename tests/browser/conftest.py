@@ -12,6 +12,7 @@ from api.harness import Running, start_running, stop_running
 from support import require
 
 CHROMIUM = Path("/usr/bin/chromium")
+EXPECT_TIMEOUT_MS = 10_000  # a loaded CI machine is slow to render; correctness, not speed
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
@@ -27,7 +28,9 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
     require(CHROMIUM.exists(), "Chromium at /usr/bin/chromium (scripts/system-deps.sh)")  # noqa: ASYNC240
-    from playwright.async_api import async_playwright
+    from playwright.async_api import async_playwright, expect
+
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
 
     async with async_playwright() as pw:
         launched = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

@@ -133,3 +133,15 @@ async def test_a_call_ended_before_its_record_stays_in_history(
 HISTORY_LOADS = (
     "performance.getEntriesByType('resource').filter(e => e.name.includes('state=ended')).length"
 )
+
+
+async def test_an_admin_sets_a_human_agents_status(running: Running, browser: Any) -> None:
+    await running.store.admin.upsert_agent("ana", name="Ana", extension="201", status="available")
+    viewer = await open_dashboard(browser, running, running.viewer)
+    await expect(viewer.locator("[data-agent-id=ana]")).to_have_text("Ana (201): available")
+    await expect(viewer.locator("[data-agent-id=ana] select")).to_have_count(0)
+    admin = await open_dashboard(browser, running, running.admin)
+    await admin.select_option("[data-agent-id=ana] select", "paused")
+    await expect(admin.locator("[data-agent-id=ana]")).to_have_class("agent paused")
+    agent = await running.store.admin.get_agent("ana")
+    assert agent is not None and agent.status == "paused"

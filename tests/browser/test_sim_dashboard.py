@@ -103,6 +103,36 @@ async def test_a_simulated_call_on_the_dashboard(tmp_path: Path, browser: Any) -
         await expect(history.locator(".outcome")).to_have_text("resolved")
         await history.click()
         await expect(page.locator("#detail-transcript .turn")).to_have_count(3)
+
+        # a second call, recorded and hung up from the page through the engine's call control
+        await driver.originate(
+            "Local/110@call-center",
+            context="stasis-test",
+            extension="tone",
+            priority=1,
+            caller_id="Test <5551888>",
+            channel_id="sim-out-2",
+            other_channel_id="sim-in-2",
+        )
+        second = page.locator("tr.call")
+        await expect(second.locator(".state")).to_have_text("connected", timeout=15_000)
+        await second.locator("button.record").click()
+        await expect(second.locator(".state")).to_contain_text("rec")
+        await second.locator("button.hangup").click()
+        await expect(page.locator("tr.call")).to_have_count(0, timeout=15_000)
+        ended = page.locator(".history-row", has_text="5551888")
+        await expect(ended.locator("td").nth(5)).to_have_text("api")
+        call_id = await ended.get_attribute("data-call-id")
+        assert call_id is not None
+        await engine.recorder.drain()
+        record = await engine.store.calls.get_call(call_id)
+        assert record is not None and record.ended_by == "api"
+        assert [r.reason for r in record.recordings] == ["api"]
+        trail = await engine.store.admin.audit_trail()
+        assert [(a.actor, a.action) for a in trail if a.call_id == call_id] == [
+            ("supervisor", "hangup"),
+            ("supervisor", "record"),
+        ]
     finally:
         if page is not None:
             await page.close()  # ends its event stream before the engine stops

@@ -74,6 +74,7 @@ class FakeAri:
         self.router: Callable[[AriEvent], None] | None = None
         self.fail: dict[str, Exception] = {}
         self.on_external_media: Callable[[str], None] | None = None
+        self.after: dict[str, Callable[[], None]] = {}  # op -> what happens right after it
 
     def emit(self, kind: str, **fields: Any) -> None:
         event = parse_event(event_json(kind, **fields))
@@ -119,6 +120,8 @@ class FakeAri:
     async def answer(self, channel_id: str) -> None:
         self._record("answer", channelId=channel_id)
         self._get(channel_id)["state"] = "Up"
+        if (then := self.after.pop("answer", None)) is not None:
+            then()
 
     async def create_bridge(
         self, bridge_id: str, bridge_type: str = "mixing", name: str | None = None

@@ -200,8 +200,9 @@ async def test_stasis_start_for_a_channel_that_is_not_there_leaves_no_record(
 
 async def test_caller_gone_during_setup_is_abandoned(harness: Any) -> None:
     h = harness
-    # answered, then the caller hangs up while the media leg is being created
-    h.ari.on_external_media = lambda call_uuid: h.ari.caller_hangs_up("ch-7")
+    # answered, then the caller hangs up before the bridge is formed
+    h.ari.on_external_media = None
+    h.ari.after["answer"] = lambda: h.ari.caller_hangs_up("ch-7")
     h.ari.add_caller("ch-7")
     await h.until(lambda: h.service.ended_calls == 1)
     assert ("add_channels", "ch-7") in [(op, p.get("channel", [""])[0]) for op, p in h.ari.requests]

@@ -216,7 +216,7 @@ async def test_twenty_websocket_drops_during_twenty_live_calls(faulty_rig: Rig) 
     expected: dict[str, str] = {}
     for n, (line, context) in enumerate(zip(lines, contexts, strict=True)):
         connections = stream.connections
-        assert await r.injector.drop_websockets() == 1
+        assert await r.injector.drop_websockets() >= 1
         # while the events WebSocket is down: a caller hangs up, or the agent ends a call
         if n % 2 == 0:
             await line.hangup(cause=16)

@@ -139,3 +139,17 @@ async def test_measure_reads_both_benchmarks(tmp_path: Path) -> None:
     assert measured.voice_cpu_ms_per_call_s == 37.5
     assert measured.media_max_calls is None
     assert measured.raw["voice"]["v2v_p50_ms"] == "420"
+
+
+# a step line as bench_media printed it on this machine (2 shared cores, load 6)
+RECORDED_STEP = (
+    "N=   50  cpu  5.830 ms/call-s  pacing p99   9.72 ms (max   10.1, server-side p99"
+    "  26.6)  missing 6228  late 828  server-lost 5450 (skipped 5450)  connected 50  "
+    "vad 31.8 win/call-s  bare-timer p99 36.3 ms  BROKEN"
+)
+
+
+def test_recorded_bench_media_step_line() -> None:
+    steps, workers = media_steps("bench-media: vad=batch@16000 workers=1\n" + RECORDED_STEP)
+    assert workers == 1
+    assert [(s.calls, s.cpu_ms_per_call_s, s.ok) for s in steps] == [(50, 5.83, False)]

@@ -49,3 +49,9 @@ def test_summary_and_latency_tables() -> None:
     assert "13 s" in text
     latency = render(latency_summary(calls()))
     assert "voice-to-voice" in latency and "650 ms" in latency
+
+
+def test_compact_summary_for_narrow_terminals() -> None:
+    text = render(summary_table(calls(), compact=True))
+    assert "v2v p50" not in text and "sales-es (es)" in text
+    assert "Quiero hablar con ventas." in text

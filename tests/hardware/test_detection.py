@@ -297,6 +297,15 @@ async def test_scan_failures_are_explained(tmp_path: Path, fake_tool: Callable[[
     assert "did not finish" in slow.detail
     garbage = await scan_dahdi(tmp_path, fake_tool("print('hello')"), 1.0)
     assert "unexpected" in garbage.detail
+    not_a_program = tmp_path / "junk"
+    not_a_program.write_bytes(b"\x00\x01\x02 not an executable")
+    not_a_program.chmod(0o755)
+    junk = await scan_dahdi(tmp_path, str(not_a_program), 1.0)
+    assert junk.present and not junk.scanned and "cannot run" in junk.detail
+    not_executable = tmp_path / "plain"
+    not_executable.write_text("#!/bin/sh\n")
+    denied = await scan_dahdi(tmp_path, str(not_executable), 1.0)
+    assert "no permission" in denied.detail
 
 
 async def test_dahdi_and_gateway_together(
@@ -331,3 +340,10 @@ async def test_every_configured_server_is_asked(ari_server: tuple[FakeAri, str])
     assert report.gateway_channels == 3
     assert "pbx-b: ARI: GET" in report.gateway.detail
     assert "pbx-c: ARI password for pbx-c is not set" in report.gateway.detail
+
+
+async def test_lines_per_gateway(ari_server: tuple[FakeAri, str]) -> None:
+    _, url = ari_server
+    report = await detect_hardware(settings_for(url, gateway_lines=8))
+    assert report.gateway_channels == 3 * 8
+    assert report.pipeline.max_concurrent_calls == 24

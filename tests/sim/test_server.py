@@ -831,6 +831,7 @@ async def test_phone_refer_with_ari_only_handling(ari: Ari, simulator: Simulator
         "POST", f"/channels/{customer}/continue", context="call-center", extension="500", priority=1
     )
     await ari.call("POST", f"/channels/{sip}/transfer_progress", states="channel_answered")
+    await ari.wait_event("ChannelTransfer", lambda e: e.get("state") == "channel_answered")
     states = [e.get("state") for e in ari.events if e["type"] == "ChannelTransfer"]
     assert states == [None, "channel_progress", "channel_answered"]
     last = [e for e in ari.events if e["type"] == "ChannelTransfer"][-1]

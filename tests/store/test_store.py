@@ -378,3 +378,58 @@ async def test_instances_migrating_together(store: Store) -> None:
     finally:
         for db in others:
             await db.dispose()
+
+
+CRASHING_ENGINE = """
+import asyncio, os, sys, time
+from operadora import events as ev
+from operadora.store import Database, Store
+from operadora.store.recorder import CallRecorder
+
+async def main(url, schema):
+    store = Store(Database(url, schema=schema or None))
+    bus = ev.EventBus()
+    recorder = CallRecorder(store, bus, instance="crashy")
+    await recorder.start()
+    t0 = time.time()
+    bus.publish(ev.CallArrivedEvent("mid", at=t0, caller_id="+1999", instance="crashy"))
+    bus.publish(ev.CallAnsweredEvent("mid", at=t0 + 1))
+    bus.publish(ev.TurnEvent("mid", at=t0 + 3, speaker="caller", text="hello?",
+                             started_at=t0 + 2, ended_at=t0 + 3))
+    await recorder.drain()
+    print("written", flush=True)
+    os._exit(9)  # the engine dies mid-call: no end event, no cleanup
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def test_a_killed_engine_leaves_one_complete_record(store: Store) -> None:
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CRASHING_ENGINE,
+        store.db.url,
+        store.db.schema or "",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 9 and b"written" in out
+    mid = await store.calls.get_call("mid")
+    assert mid is not None and mid.ended_at is None  # it was written as it went
+
+    restarted = CallRecorder(store, EventBus(), instance="crashy")
+    await restarted.start()
+    await restarted.stop()
+    page = await store.calls.list_calls(CallFilter(caller_id="+1999"))
+    assert page.total == 1
+    [record] = page.items
+    assert (record.state, record.disposition, record.ended_by, record.closed_out) == (
+        "ended",
+        "failed",
+        "system",
+        True,
+    )
+    assert record.ended_at is not None and record.ended_at >= record.arrived_at + 3

@@ -268,3 +268,26 @@ def test_an_unfinished_sentence_waits_the_full_silence() -> None:
     stt = ScriptedStt(["I want to talk to..."], delay_s=0.05)
     _, events, _ = _run([Speech(640), Silence(1500)], conversation, stt=stt)
     assert _turns(events, "agent")[0].timings["endpointing_ms"] == pytest.approx(280.0, abs=1e-6)
+
+
+def test_a_reply_cut_by_the_end_of_the_call_is_still_recorded() -> None:
+    greeting = "Thank you for calling. " + "We have many options for you today. " * 6
+    conversation = ScriptedConversation([], greeting_text=greeting)
+    media = FakeMedia([Silence(1000)], linger_ms=0)
+    bus = EventBus()
+
+    async def main() -> list[DomainEvent]:
+        queue = bus.subscribe()
+        engines = Engines(
+            ScriptedStt(),
+            ToneTts(ms_per_char=20),
+            ScriptedAgent(conversation),
+            lambda r: EnergyVad(r),
+        )
+        await VoiceAgentSession(media, engines, _settings(), bus, "c").run()
+        return [queue.get_nowait() for _ in range(queue.qsize())]
+
+    events = run_virtual(main)
+    [agent] = _turns(events, "agent")
+    assert agent.interrupted and agent.text and len(agent.text) < len(greeting)
+    assert conversation.heard_log == [(agent.text, True)]

@@ -152,3 +152,12 @@ def test_over_agent_playback_a_weak_onset_pauses_but_does_not_confirm() -> None:
     assert feed(detector, [0.4, 0.4, 0.4]) == [Signal.ONSET, Signal.REJECTED]
     detector.agent_speaking = False
     assert feed(detector, [0.4, 0.4]) == []
+
+
+def test_weak_windows_after_speech_hold_the_turn_for_half_the_silence() -> None:
+    detector = TurnDetector(threshold=0.5, hysteresis=0.15, min_speech_ms=60)
+    detector.end_silence_s = 0.28
+    feed(detector, [0.9, 0.9, 0.9, 0.4, 0.4])  # three strong windows, then the word's decay
+    assert detector.last_voice_at == pytest.approx(3 * W)
+    assert feed(detector, [0.1], 5 * W) == [Signal.PAUSED]
+    assert detector.deadline == pytest.approx(max(3 * W + 0.28, 5 * W + 0.14))

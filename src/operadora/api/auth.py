@@ -44,6 +44,7 @@ async def viewer(
     identity = await auth.identify(credentials.credentials)
     if identity is None:
         raise ApiError(401, "unauthorized", "the token is unknown or revoked")
+    request.state.token = credentials.credentials
     return identity
 
 

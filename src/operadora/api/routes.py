@@ -113,11 +113,11 @@ async def live_calls(request: Request, _: Viewer) -> list[LiveCall]:
 
 
 @router.get("/live/stream", tags=["live"], response_class=StreamingResponse)
-async def live_stream(request: Request, identity: Viewer) -> StreamingResponse:
+async def live_stream(request: Request, _: Viewer) -> StreamingResponse:
     """Server-Sent Events: ``snapshot`` first, then one event per domain event; the stream
     ends within a heartbeat (15 s) of its token being revoked."""
     auth: TokenAuth = request.app.state.auth
-    token = request.headers["authorization"].split(" ", 1)[1].strip()
+    token: str = request.state.token
 
     async def allowed() -> bool:
         return await auth.identify(token) is not None

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from operadora import metrics
 from operadora.ari import operations as ops
 from operadora.ari.errors import AriError, AriUnavailable, error_for_status
 from operadora.ari.models import (
@@ -98,6 +99,7 @@ class AriClient:
             self._session = aiohttp.ClientSession(
                 headers={"Authorization": self._auth_header},
                 timeout=timeout,
+                cookie_jar=aiohttp.DummyCookieJar(),  # ARI sets none; skip the per-request work
                 connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=30),
             )
         return self._session
@@ -132,6 +134,7 @@ class AriClient:
         try:
             async with self.session().request(method, url, params=query) as response:
                 if response.status >= 400:
+                    metrics.ARI_ERRORS.labels("http").inc()
                     raise error_for_status(
                         response.status, await _error_message(response), method=method, path=path
                     )
@@ -142,6 +145,7 @@ class AriClient:
                     return None
                 return await response.json(content_type=None)
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            metrics.ARI_ERRORS.labels("unavailable").inc()
             raise AriUnavailable(0, _describe(exc), method=method, path=path) from exc
 
     async def _model(self, cls: type[M], operation: ops.Operation, **params: ParamValue) -> M:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import aiohttp
 
+from operadora import metrics
 from operadora.ari.client import AriClient
 from operadora.ari.errors import AriError, AriUnavailable, error_for_status
 from operadora.ari.events import AriEvent, AriEventError, parse_message
@@ -129,6 +130,7 @@ class EventStream:
         finally:
             await ws.close()
         if not self._stopping:
+            metrics.ARI_ERRORS.labels("websocket").inc()
             log.warning("ARI %s: events WebSocket closed; reconnecting", self.client.name)
 
     async def _connect(self) -> aiohttp.ClientWebSocketResponse:
@@ -161,6 +163,7 @@ class EventStream:
             log.exception("ARI %s: handler failed on %s", self.client.name, event.type)
 
     def _report(self, exc: AriError) -> None:
+        metrics.ARI_ERRORS.labels("websocket").inc()
         same = self.last_error is not None and str(self.last_error) == str(exc)
         self.last_error = exc
         if same:

@@ -76,6 +76,8 @@ async def detect_gpus(
         )
     except (FileNotFoundError, PermissionError):
         return [], f"{command} not available: no NVIDIA GPU detected"
+    except OSError as exc:
+        return [], f"cannot run {command}: {exc}"
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
     except TimeoutError:

@@ -117,7 +117,9 @@ def recommend(
             tier=tier,
             redis=redis,
             instances=instances,
-            backend=f"{instances} Operadora instance(s); the design scales to 2-3",
+            backend="a single Operadora instance"
+            if instances == 1
+            else "Operadora instances sharing Redis (the design: 2-3 at this load)",
             pbx="FreePBX + ARI",
             telephony=telephony,
             gpu=gpu_advice(calls, "RTX 3090", uses_llm),
@@ -130,7 +132,7 @@ def recommend(
         tier=tier,
         redis="required: shared state, locks and events across instances",
         instances=instances,
-        backend=f"{instances} Operadora instances behind a load balancer",
+        backend="Operadora instances behind a load balancer",
         pbx="FreePBX + ARI + an Asterisk cluster",
         telephony=telephony,
         gpu=gpu_advice(calls, "A100", uses_llm),

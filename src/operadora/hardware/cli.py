@@ -285,6 +285,11 @@ def asterisk_config_command(
             raise typer.Exit(1) from None
         for path in written:
             err_console.print(f"wrote {path}")
+        if show_secrets:
+            err_console.print(
+                "[yellow]note:[/yellow] these files hold passwords: let only root and the "
+                "asterisk user read them"
+            )
     for note in rendered.notes:
         err_console.print(f"[yellow]note:[/yellow] {note}")
 

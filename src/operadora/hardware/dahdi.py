@@ -174,6 +174,8 @@ async def scan_dahdi(dev: Path, command: str, timeout_s: float) -> DahdiReport:
         )
     except PermissionError:
         return DahdiReport(present=True, scanned=False, detail=f"no permission to run {command!r}")
+    except OSError as exc:
+        return DahdiReport(present=True, scanned=False, detail=f"cannot run {command!r}: {exc}")
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
     except TimeoutError:

@@ -26,7 +26,7 @@ from operadora.hardware.models import (
 
 log = logging.getLogger(__name__)
 
-DAHDI_SCAN_MIN_TIMEOUT_S = 5.0  # dahdi_scan sleeps 1 s per E1 span to check CRC4 alignment
+DAHDI_SCAN_MIN_TIMEOUT_S = 5.0  # dahdi_scan may sleep 1 s per E1 span to check CRC4 framing
 
 
 AriSource = tuple[str, AriGet | None, str]  # server name, GET helper, why there is none
@@ -96,7 +96,10 @@ async def _gateways(hw: HardwareSettings, sources: list[AriSource]) -> GatewayRe
         online = sum(1 for e in endpoints if e.online)
         detail = f"{len(endpoints)} PJSIP endpoint(s), {online} online"
         return GatewayReport(
-            source="ari", detail="; ".join([detail, *reasons]), endpoints=endpoints
+            source="ari",
+            detail="; ".join([detail, *reasons]),
+            endpoints=endpoints,
+            lines_per_gateway=hw.gateway_lines,
         )
     if not hw.gateway_addresses:
         reasons.append("no gateway address configured (hardware.gateway_addresses)")
@@ -109,7 +112,12 @@ async def _gateways(hw: HardwareSettings, sources: list[AriSource]) -> GatewayRe
     )
     reachable = sum(1 for p in probes if p.outcome == "reachable")
     reasons.append(f"{reachable}/{len(probes)} configured address(es) reachable")
-    return GatewayReport(source="probe", detail="; ".join(reasons), probes=list(probes))
+    return GatewayReport(
+        source="probe",
+        detail="; ".join(reasons),
+        probes=list(probes),
+        lines_per_gateway=hw.gateway_lines,
+    )
 
 
 def build_report(gateway: GatewayReport, dahdi: DahdiReport) -> HardwareReport:

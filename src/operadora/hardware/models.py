@@ -116,13 +116,15 @@ class GatewayReport(BaseModel):
     detail: str = ""
     endpoints: list[GatewayEndpoint] = Field(default_factory=list)
     probes: list[GatewayProbe] = Field(default_factory=list)
+    lines_per_gateway: int = 1  # hardware.gateway_lines
 
     @property
     def channels(self) -> int:
-        """One SIP endpoint is one FXO line; a reachable address without ARI counts as one."""
+        """FXO lines: ``lines_per_gateway`` per endpoint ARI lists, else per reachable address."""
         if self.endpoints:
-            return len(self.endpoints)
-        return sum(1 for p in self.probes if p.outcome == "reachable")
+            return len(self.endpoints) * self.lines_per_gateway
+        reachable = sum(1 for p in self.probes if p.outcome == "reachable")
+        return reachable * self.lines_per_gateway
 
 
 class PipelineConfig(BaseModel):

@@ -82,7 +82,10 @@ class EventHub:
                 body[key] = value
         body["asterisk_id"] = ASTERISK_ID
         for listener in list(self.listeners):
-            listener(dict(body))
+            try:
+                listener(dict(body))
+            except Exception:  # an observer must never break the PBX
+                log.exception("event listener failed on %s", event_type)
         for sub in list(self.subscribers):
             for app in sub.apps:
                 if sub.subscribe_all or _concerns(app, channels, bridges, target_app):

@@ -6,6 +6,7 @@ Snapshots follow the shapes recorded from Asterisk 22.10.1 (``ari-traces/*.jsonl
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 from operadora.sim.media import DeviceEvents
 
 Json = dict[str, Any]
+log = logging.getLogger(__name__)
 
 PRESENTATION: dict[str, Any] = {
     "caller_presentation": 0,
@@ -175,8 +177,18 @@ class Channel:
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "simulated channel %s: task failed",
+                self.name,
+                exc_info=task.exception(),
+                extra={"channel_id": self.id},
+            )
 
     # ----- audio routing -----
     def write(self, frame: bytes) -> None:

@@ -20,8 +20,6 @@ from operadora.sim.sounds import load_prompt, media_name, synthesize, tone_frame
 if TYPE_CHECKING:
     from operadora.sim.pbx import Pbx
 
-FRAME_S = FRAME_MS / 1000
-
 
 async def paced(frames: Sequence[bytes], sink: Callable[[bytes], None]) -> None:
     """Send frames at exactly one per 20 ms on the media clock; returns one tick after the last."""

@@ -79,6 +79,8 @@ class Reply:
                     self._queue.put(ActionFrame(out.action, out.target, dict(out.params)))
         except ProviderError as exc:
             log.warning("agent failed: %s", exc)
+        except Exception:
+            log.exception("agent crashed; the reply ends here")
         finally:
             for clause in splitter.flush():
                 self._put_clause(clause)
@@ -107,3 +109,5 @@ class Reply:
                         self._speaker.add(pcm, self._tts.sample_rate, frame.text)
                 except ProviderError as exc:
                     log.warning("speech synthesis failed for a clause: %s", exc)
+                except Exception:
+                    log.exception("speech synthesis crashed on a clause; skipping it")

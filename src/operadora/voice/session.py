@@ -141,6 +141,9 @@ class VoiceAgentSession:
             await self._control()
         finally:
             inbound.cancel()
+            if self._reply is not None and not self._reply.finalised:
+                self._reply.interrupt()
+                self._finalise(self._reply, interrupted=True)  # the call ended mid-reply
             for task in (self._reply_task, self._speculative, *self._stt_tasks):
                 if task is not None:
                     task.cancel()

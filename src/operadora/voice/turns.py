@@ -62,12 +62,15 @@ class TurnDetector:
         self._voiced_s = 0.0
         self._gap_s = 0.0
         self._silence_s = self.end_silence_s
+        self._weak_until = 0.0
 
     @property
     def deadline(self) -> float | None:
         """When the turn ends if no more speech comes, while the timer runs."""
         if self.state is TurnState.TRAILING:
-            return self.last_voice_at + self._silence_s
+            # weak windows (between release and threshold) are mostly the decay of the last
+            # word: they hold the turn open for half the silence, not all of it
+            return max(self.last_voice_at + self._silence_s, self._weak_until + self._silence_s / 2)
         return None
 
     def shorten_silence(self, silence_ms: float) -> None:
@@ -90,6 +93,7 @@ class TurnDetector:
             if voiced:
                 self._to(TurnState.ONSET)
                 self.speech_started_at = start
+                self._weak_until = 0.0
                 self._voiced_s, self._gap_s = duration, 0.0
                 self.last_voice_at = end
                 out.append(TurnSignal(Signal.ONSET, start))
@@ -107,14 +111,14 @@ class TurnDetector:
                     out.append(TurnSignal(Signal.REJECTED, self.speech_started_at))
         elif state is TurnState.SPEAKING:
             if voiced:
-                self.last_voice_at = end
+                self._voice(probability, end)
             else:
                 self._to(TurnState.TRAILING)
                 self._silence_s = self.end_silence_s
                 out.append(TurnSignal(Signal.PAUSED, self.last_voice_at))
         elif voiced:  # TRAILING
             self._to(TurnState.SPEAKING)
-            self.last_voice_at = end
+            self._voice(probability, end)
             out.append(TurnSignal(Signal.RESUMED, start))
         if self.state is TurnState.TRAILING:
             out.extend(self.tick(end))
@@ -144,6 +148,12 @@ class TurnDetector:
 
     def reset(self) -> None:
         self._to(TurnState.QUIET)
+
+    def _voice(self, probability: float, end: float) -> None:
+        if probability >= self.threshold:
+            self.last_voice_at = end
+        else:
+            self._weak_until = end
 
     def _confirm(self) -> list[TurnSignal]:
         needed = self.barge_in_min_speech_s if self.agent_speaking else self.min_speech_s

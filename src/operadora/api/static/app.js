@@ -222,11 +222,31 @@ async function loadSide() {
   try {
     const [agents, callbacks] = await Promise.all([getJSON("/api/agents"), getJSON("/api/callbacks")]);
     const none = () => el("li", { class: "empty" }, "none");
-    const agentItems = agents.map((a) => el("li", { class: "agent " + a.status }, `${a.name} (${a.extension || "-"}): ${a.status}`));
+    const agentItems = agents.map(agentItem);
     const callbackItems = callbacks.slice(0, 20).map((c) => el("li", {}, `${c.number} ${c.due_at ? "at " + fmtTime(c.due_at) : ""} — ${c.state}`));
     $("agents").replaceChildren(...(agentItems.length ? agentItems : [none()]));
     $("callbacks").replaceChildren(...(callbackItems.length ? callbackItems : [none()]));
   } catch (_) { /* shown by the stream state */ }
+}
+
+const AGENT_STATUSES = ["available", "busy", "on_call", "paused", "offline"];
+
+function agentItem(a) {
+  const item = el("li", { class: "agent " + a.status, "data-agent-id": a.id }, `${a.name} (${a.extension || "-"}): `);
+  if (state.role !== "admin") { item.append(a.status); return item; }
+  const select = el("select", { class: "agent-status", title: "change status" },
+    ...AGENT_STATUSES.map((st) => el("option", { value: st, selected: st === a.status }, st)));
+  select.addEventListener("change", async () => {
+    try {
+      await api(`/api/agents/${encodeURIComponent(a.id)}`, {
+        method: "PUT", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ status: select.value }),
+      });
+      item.className = "agent " + select.value;
+    } catch (err) { toast("Could not change the status: " + err.message); select.value = a.status; }
+  });
+  item.append(select);
+  return item;
 }
 
 const SVG = "http://www.w3.org/2000/svg";

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
         rate: Annotated[
             float, typer.Option("--rate", min=0.01, help="calls per second (arrival rate)")
-        ] = 0.3,
+        ] = 0.2,
         poisson: Annotated[
             bool, typer.Option("--poisson", help="random (Poisson) arrivals at that rate")
         ] = False,
@@ -74,7 +74,15 @@ def register(app: typer.Typer) -> None:
                 console.print(f"[bold]{p.name}[/bold] ({p.language}) {p.title}")
             return
         settings = settings_or_exit(config)
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        from rich.logging import RichHandler
+
+        # log lines print above the live board instead of tearing through it
+        logging.basicConfig(
+            level=logging.WARNING,
+            format="%(name)s: %(message)s",
+            handlers=[RichHandler(console=console, show_path=False)],
+            force=True,
+        )
         options = DemoOptions(
             calls=calls,
             language=language,  # type: ignore[arg-type]

@@ -137,15 +137,17 @@ def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:.0f} ms"
 
 
-def summary_table(calls: list[CallView]) -> Table:
+def summary_table(calls: list[CallView], compact: bool = False) -> Table:
+    """One row per call; ``compact`` (narrow terminals) leaves the per-call figures out."""
     table = Table(title="Calls", show_lines=True, expand=True)
     table.add_column("#", justify="right", width=3)
-    table.add_column("caller", ratio=2, min_width=14)
+    table.add_column("caller", ratio=2, min_width=12 if compact else 14)
     table.add_column("outcome", ratio=2, min_width=13)
     table.add_column("transcript", ratio=6)
-    table.add_column("v2v p50", justify="right", width=9)
-    table.add_column("heard p50", justify="right", width=9)
-    table.add_column("time", justify="right", width=6)
+    if not compact:
+        table.add_column("v2v p50", justify="right", width=9)
+        table.add_column("heard p50", justify="right", width=9)
+        table.add_column("time", justify="right", width=6)
     for call in calls:
         verdict = call.verdict
         transcript = Text()
@@ -154,16 +156,21 @@ def summary_table(calls: list[CallView]) -> Table:
                 transcript.append("\n")
             transcript.append(f"{speaker}: ", style=SPEAKER_STYLE.get(speaker, ""))
             transcript.append(text)
-        duration = call.duration_s
-        table.add_row(
+        who = call.persona.name if compact else f"{call.label}\n[dim]{call.persona.name}[/dim]"
+        row: list[RenderableType] = [
             str(call.index + 1),
-            f"{call.label}\n[dim]{call.persona.name} ({call.persona.language})[/dim]",
+            f"{who} ({call.persona.language})",
             _state_text(call) if verdict is not None else Text(call.state),
             transcript,
-            _ms(percentile(verdict.v2v_ms, 0.5)) if verdict else "—",
-            _ms(percentile(verdict.response_ms, 0.5)) if verdict else "—",
-            "—" if duration is None else f"{duration:.0f} s",
-        )
+        ]
+        if not compact:
+            duration = call.duration_s
+            row += [
+                _ms(percentile(verdict.v2v_ms, 0.5)) if verdict else "—",
+                _ms(percentile(verdict.response_ms, 0.5)) if verdict else "—",
+                "—" if duration is None else f"{duration:.0f} s",
+            ]
+        table.add_row(*row)
     return table
 
 

@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import yaml
 from pydantic import (
@@ -123,9 +123,7 @@ def parse_step(value: Any) -> Step:
     if key is None:
         raise ValueError(f"a step is one of {', '.join(_SHORTHAND)} with its value, got {value!r}")
     model, _ = _SHORTHAND[key]
-    step = model.model_validate(_expand(key, value[key]))
-    assert isinstance(step, SayStep | ListenStep | DtmfStep | WaitStep | HangupStep)
-    return step
+    return cast(Step, model.model_validate(_expand(key, value[key])))
 
 
 class CallerId(BaseModel):

@@ -64,8 +64,7 @@ class IntentMatcher:
 def _action(action: ScriptAction, caller_text: str, intent: str) -> AgentAction:
     params = dict(action.params)
     params.setdefault("intent", intent)
-    if action.action == "callback":
-        params.setdefault("request", caller_text)
+    params.setdefault("request", caller_text)  # what the caller said, for whoever takes over
     return AgentAction(action.action, action.target, params)
 
 

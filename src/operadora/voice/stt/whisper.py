@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ class WhisperStt:
         compute_type: str = "int8",
         beam_size: int = 1,
         cpu_threads: int = 0,
+        warm: bool = True,
     ) -> None:
         try:
             from faster_whisper import WhisperModel
@@ -77,13 +79,18 @@ class WhisperStt:
             compute_type = "int8_float16"
         self.model_path = model_path
         self.device = device
+        # more threads than cores only makes a decode wait for itself
+        threads = cpu_threads or min(4, os.cpu_count() or 1)
         self._model = WhisperModel(
-            str(model_path), device=device, compute_type=compute_type, cpu_threads=cpu_threads
+            str(model_path), device=device, compute_type=compute_type, cpu_threads=threads
         )
         self._tokenizer_cls = Tokenizer
         self._beam_size = beam_size
         self.multilingual = bool(self._model.model.is_multilingual)
         self._lock = threading.Lock()  # one decode at a time per model keeps latency predictable
+        if warm:  # the first decode allocates; let that not be the first caller's
+            noise = np.random.default_rng(0).normal(0, 0.01, STT_RATE // 2).astype(np.float32)
+            self.transcribe_sync(noise, None if self.multilingual else "en")
 
     async def transcribe(self, audio: Float32Audio, language: str | None = None) -> Transcript:
         return await asyncio.to_thread(self.transcribe_sync, audio, language)
