@@ -33,6 +33,7 @@ from operadora.sim.callers.audio import CallerAudio
 from operadora.sim.callers.devices import (
     DEMO_DIALPLAN,
     DEMO_DIRECTORY,
+    DID_CONTEXT,
     LINE_RATE,
     call_in,
     extension_dial_handler,
@@ -66,6 +67,10 @@ DEMO_ORDER = (
 )
 
 
+CHAOS_DUPLICATES = 0.1
+CHAOS_DROP_AFTER_S = 1.0  # after the call's media connected: during the greeting
+
+
 class DemoError(Exception):
     """The demo cannot run as asked; the message says what to do."""
 
@@ -86,6 +91,7 @@ class DemoOptions:
     dashboard: bool = True
     route: Literal["sim", "direct"] = "sim"  # through the PBX simulator, or AudioSocket only
     directory: DirectorySettings | None = None  # who answers what the PBX dials
+    chaos: bool = False  # drop the engine's events WebSocket mid-call, duplicate events
 
 
 @dataclass(slots=True)
@@ -147,6 +153,7 @@ class Demo:
         self.engine: Any = None
         self.simulator: Any = None
         self.faults = FaultInjector()
+        self._chaos_tasks: set[asyncio.Task[None]] = set()
         self.board = DemoBoard([])
         self.result = DemoResult([])
 
@@ -313,6 +320,8 @@ class Demo:
                     events.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await events
+                self.faults.clear()
+                self._chaos_report()
                 compact = self.console.width < 110
                 self.console.print(summary_table(self.board.calls, compact=compact))
                 self.console.print(latency_summary(self.board.calls))
@@ -362,6 +371,14 @@ class Demo:
         rows.append(
             ("calls", f"{self.options.calls}, about one every {1 / self.options.rate_per_s:.1f} s")
         )
+        if self.options.chaos and self.simulator is not None:
+            rows.append(
+                (
+                    "faults",
+                    f"events WebSocket dropped {CHAOS_DROP_AFTER_S:g} s into each call, "
+                    f"{CHAOS_DUPLICATES:.0%} of events duplicated",
+                )
+            )
         return rows
 
     async def _show(self, work: Any) -> None:
@@ -373,7 +390,22 @@ class Demo:
         with Live(self.board, console=self.console, refresh_per_second=8, transient=False):
             await work
 
+    def _arm_chaos(self) -> None:
+        if not (self.options.chaos and self.simulator is not None):
+            return
+        self.faults.duplicate_events(count=None, probability=CHAOS_DUPLICATES)
+
+    def _chaos_report(self) -> None:
+        if not (self.options.chaos and self.simulator is not None):
+            return
+        c = self.faults.counters
+        self.console.print(
+            f"Faults injected: {c.ws_drops} WebSocket drops, {c.duplicated} duplicated events "
+            f"(out of {c.events_seen}); the engine reconnected and resynchronised each time."
+        )
+
     async def _place_calls(self) -> None:
+        self._arm_chaos()
         settings = ArrivalSettings(
             rate_per_s=self.options.rate_per_s,
             process=self.options.arrivals,
@@ -397,6 +429,8 @@ class Demo:
                     persona,
                     tts,
                     stt,
+                    context=DID_CONTEXT,
+                    extension=persona.did,
                     on_line=lambda line: self._by_channel.__setitem__(line.channel_id, view),
                     on_event=on_event,
                 )
@@ -491,6 +525,20 @@ class Demo:
             view.detail = f"agent got key {event.digit}"
         elif isinstance(event, ev.CallEndedEvent):
             self._ended.setdefault(event.call_id, asyncio.Event()).set()
+        elif isinstance(event, ev.MediaConnectedEvent) and self.options.chaos:
+            self._drop_later(view)
+
+    def _drop_later(self, view: CallView) -> None:
+        """Chaos: drop the engine's events WebSocket while this call is in conversation."""
+
+        async def drop() -> None:
+            await asyncio.sleep(CHAOS_DROP_AFTER_S)
+            if view.state != "ended" and await self.faults.drop_websockets("abort"):
+                self.board.note(view, "fault: the engine's events WebSocket was dropped")
+
+        task = asyncio.get_running_loop().create_task(drop())
+        self._chaos_tasks.add(task)
+        task.add_done_callback(self._chaos_tasks.discard)
 
 
 async def _wait_port(host: str, port: int, timeout_s: float) -> None:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from pydantic import BaseModel
 
 from operadora.ari import models
+from operadora.ari import operations as ops
 from operadora.ari.events import HANDLED_EVENTS, AriEvent
 from operadora.ari.models import AriModel, AriType
-from operadora.ari.operations import OPERATIONS
+from operadora.ari.operations import OPERATIONS, Operation, Param
 
 pytestmark = pytest.mark.unit
 
@@ -49,20 +51,51 @@ def test_the_client_declares_operations() -> None:
     assert ("bridges", "addChannel") in names
 
 
-@pytest.mark.parametrize("op", OPERATIONS, ids=lambda op: f"{op.resource}.{op.nickname}")
-def test_operation_matches_swagger(op: Any) -> None:
-    swagger = _swagger_op(op.resource, op.path, op.method)
-    assert swagger["nickname"] == op.nickname
-    assert swagger["responseClass"] == op.response
+def operation_problems(op: Operation) -> list[str]:
+    """What does not match the Swagger in one declared operation (empty: conforms)."""
+    try:
+        swagger = _swagger_op(op.resource, op.path, op.method)
+    except AssertionError as exc:
+        return [str(exc)]
+    problems = []
+    if swagger["nickname"] != op.nickname:
+        problems.append(f"nickname {op.nickname} != {swagger['nickname']}")
+    if swagger["responseClass"] != op.response:
+        problems.append(f"response {op.response} != {swagger['responseClass']}")
     declared = {p["name"]: p for p in swagger.get("parameters", [])}
     for param in op.params:
-        assert param.name in declared, f"{op.nickname}: no parameter {param.name}"
-        spec = declared[param.name]
-        assert spec["paramType"] == param.where, param.name
-        assert spec["dataType"] == param.data_type, param.name
-        assert bool(spec.get("allowMultiple")) == param.multiple, param.name
+        spec = declared.get(param.name)
+        if spec is None:
+            problems.append(f"no parameter {param.name}")
+            continue
+        if spec["paramType"] != param.where:
+            problems.append(f"{param.name}: paramType {param.where} != {spec['paramType']}")
+        if spec["dataType"] != param.data_type:
+            problems.append(f"{param.name}: dataType {param.data_type} != {spec['dataType']}")
+        if bool(spec.get("allowMultiple")) != param.multiple:
+            problems.append(f"{param.name}: allowMultiple differs")
     required = {n for n, p in declared.items() if p.get("required") and p["paramType"] != "body"}
-    assert required <= {p.name for p in op.params}, f"{op.nickname} misses required params"
+    missing = required - {p.name for p in op.params}
+    if missing:
+        problems.append(f"required parameters not declared: {sorted(missing)}")
+    return problems
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=lambda op: f"{op.resource}.{op.nickname}")
+def test_operation_matches_swagger(op: Operation) -> None:
+    assert operation_problems(op) == []
+
+
+def test_the_check_catches_mistakes() -> None:
+    good = ops.BRIDGE_ADD_CHANNEL
+    assert operation_problems(good) == []
+    typo = dataclasses.replace(good, params=(*good.params[:1], Param("channels", multiple=True)))
+    assert any("no parameter channels" in p for p in operation_problems(typo))
+    wrong_type = dataclasses.replace(ops.CHANNEL_CONTINUE, params=(Param("priority", "long"),))
+    problems = operation_problems(wrong_type)
+    assert any("dataType long != int" in p for p in problems)
+    assert any("required parameters not declared" in p for p in problems)  # channelId
+    assert operation_problems(dataclasses.replace(good, path="/bridges/{bridgeId}/add"))
 
 
 def _ari_models() -> list[type[AriModel]]:
@@ -109,15 +142,39 @@ def _swagger_properties(model: str) -> dict[str, Any]:
     return props
 
 
-@pytest.mark.parametrize("cls", _ari_models(), ids=lambda c: c.ari_model)
-def test_model_fields_match_swagger(cls: type[AriModel]) -> None:
-    assert cls.ari_model in ALL_MODELS, f"{cls.ari_model} is not an ARI model"
+def model_problems(cls: type[AriModel]) -> list[str]:
+    """Fields of one model that the Swagger does not have, or has with another type."""
+    if cls.ari_model not in ALL_MODELS:
+        return [f"{cls.ari_model} is not an ARI model"]
     props = _swagger_properties(cls.ari_model)
+    problems = []
     for name, field in cls.model_fields.items():
-        assert name in props, f"{cls.ari_model}.{name} is not in the Swagger"
+        if name not in props:
+            problems.append(f"{cls.ari_model}.{name} is not in the Swagger")
+            continue
         expected = props[name]["type"]
         got = _swagger_type(field.annotation, list(field.metadata))
-        assert got == expected, f"{cls.ari_model}.{name}: {got} != {expected}"
+        if got != expected:
+            problems.append(f"{cls.ari_model}.{name}: {got} != {expected}")
+    return problems
+
+
+@pytest.mark.parametrize("cls", _ari_models(), ids=lambda c: c.ari_model)
+def test_model_fields_match_swagger(cls: type[AriModel]) -> None:
+    assert model_problems(cls) == []
+
+
+def test_the_model_check_catches_mistakes() -> None:
+    class BadChannel(AriModel):
+        ari_model: ClassVar[str] = "Channel"
+        id: str
+        state: int = 0  # a string in ARI
+        callerid: str = ""  # the field is called caller
+
+    assert model_problems(BadChannel) == [
+        "Channel.state: int != string",
+        "Channel.callerid is not in the Swagger",
+    ]
 
 
 def test_every_handled_event_is_an_ari_event_type() -> None:

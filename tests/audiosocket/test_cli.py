@@ -94,7 +94,10 @@ async def test_serve_echo_runs_until_interrupted() -> None:
         t = np.arange(4000) / 8000
         sent = (np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes()
         await peer.stream_audio(sent, 8000)
-        await asyncio.sleep(0.3)
+        for _ in range(200):  # the echo trails the caller by a frame or two
+            if sent in b"".join(f.pcm for f in peer.audio() if any(f.pcm)):
+                break
+            await asyncio.sleep(0.05)
         assert sent in b"".join(f.pcm for f in peer.audio() if any(f.pcm))
         await peer.close()
         proc.send_signal(signal.SIGINT)

@@ -398,3 +398,35 @@ async def test_stasis_start_of_another_application_is_not_ours(harness: Any) -> 
     assert h.service.calls == {} and h.router.ignored["another application"] == 1
     h.ari.add_caller("ch-1")  # app_data "callcenter-ai,inbound,110": ours
     await h.until(lambda: len(h.service.calls) == 1)
+
+
+@pytest.mark.parametrize("seed", range(12))
+async def test_any_order_of_end_events_ends_the_call_once(harness: Any, seed: int) -> None:
+    import random
+
+    h = harness
+    h.service.hangup_confirm_timeout_s = 0.05
+    call = await start_call(h)
+    rng = random.Random(seed)
+    channel = h.ari.channels.pop("ch-1")
+    h.ari.bridges[call.bridge_id].remove("ch-1")
+    kinds_ = [
+        ("StasisStart", {"args": ["inbound", "110"]}),
+        ("ChannelHangupRequest", {"cause": 16}),
+        ("StasisEnd", {}),
+        ("ChannelDestroyed", {"cause": 16, "cause_txt": "Normal Clearing"}),
+        ("ChannelDtmfReceived", {"digit": "1", "duration_ms": 90}),
+    ]
+    sequence = [rng.choice(kinds_) for _ in range(rng.randint(3, 9))]
+    sequence.append(kinds_[3])  # the channel is destroyed at some point
+    rng.shuffle(sequence)
+    if rng.random() < 0.5:  # sometimes our own hang-up races with the caller's
+        h.service.spawn(h.service.hangup(call.call_id, "agent"))
+    for kind, fields in sequence:
+        h.ari.emit(kind, channel=channel, **fields)
+    await asyncio.wait_for(call.ended.wait(), 2)
+    await asyncio.sleep(0.1)  # late work must not end it again
+    ended = [e for e in h.published() if isinstance(e, ev.CallEndedEvent)]
+    assert len(ended) == 1 and ended[0].call_id == call.call_id
+    assert h.service.calls == {} and h.ari.bridges == {}
+    assert call.media_channel_id not in h.ari.channels

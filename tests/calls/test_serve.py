@@ -64,3 +64,14 @@ async def test_serve_keeps_retrying_with_one_error_line(
     assert len(errors) == 1, errors
     expected = "wrong password" if case == "wrong password" else "cannot reach Asterisk"
     assert expected in errors[0] and "retrying" in errors[0]
+
+
+def test_warns_when_asterisk_cannot_reach_a_loopback_media_server() -> None:
+    from operadora.calls.cli import media_reachability_warning
+
+    remote = load_settings(asterisk={"media_address": "10.0.0.5:9092"})
+    assert "10.0.0.5:9092" in (media_reachability_warning(remote) or "")
+    local = load_settings(asterisk={"media_address": "127.0.0.1:9092"})
+    assert media_reachability_warning(local) is None
+    bound = load_settings(asterisk={"media_address": "10.0.0.5:9092"}, media={"host": "0.0.0.0"})
+    assert media_reachability_warning(bound) is None

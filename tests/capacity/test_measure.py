@@ -117,6 +117,21 @@ async def test_runs_with_quick_flag(tmp_path: Path) -> None:
     assert values["calls_per_core"] == "400"
 
 
+async def test_extra_arguments_are_dropped_when_refused(tmp_path: Path) -> None:
+    bench = write(tmp_path, "b.py", ARGPARSE_BENCH)  # knows --quick, not --start
+    values, _, problem = await run_benchmark(bench, 30, ("--start", "10"))
+    assert problem == "" and values["calls_per_core"] == "400"
+    takes_start = write(
+        tmp_path,
+        "c.py",
+        "import argparse\np = argparse.ArgumentParser()\np.add_argument('--quick', "
+        "action='store_true')\np.add_argument('--start', type=int)\n"
+        "print('start:', p.parse_args().start)",
+    )
+    values, _, problem = await run_benchmark(takes_start, 30, ("--start", "10"))
+    assert problem == "" and values["start"] == "10"
+
+
 async def test_falls_back_when_the_benchmark_has_no_quick_flag(tmp_path: Path) -> None:
     values, _, problem = await run_benchmark(write(tmp_path, "b.py", NO_QUICK_FLAG_BENCH), 30)
     assert problem == "" and values["cpu_ms_per_call_second"] == "37.5"

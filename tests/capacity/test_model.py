@@ -180,3 +180,19 @@ def test_gpu_advice_counts_each_model_when_none_suffices_alone() -> None:
         "8 x RTX 3090 or 6 x RTX 4090 or 3 x A100 (calls with STT, TTS and LLM)"
     )
     assert gpu_advice(25, "RTX 3090", False).startswith("one RTX 4090")
+
+
+def test_measured_media_maximum_is_a_component() -> None:
+    measured = Measured(media_cpu_ms_per_call_s=9.1, media_max_calls=10, media_server_cores=1)
+    result = plan(machine(cores=2, ram_gb=8, asterisk_on_host=False, media_workers=2), measured)
+    media = next(c for c in result.components if c.name == "media")
+    assert (media.max_calls, media.source) == (20, "measured")
+    assert "10 calls with pacing held" in media.basis
+    # the CPU line still needs the voice cost to be measured: it stays the table's
+    assert limits(machine(cores=2), measured)["cpu"] == 3
+    # a benchmark that broke at its smallest load measured no maximum: no component
+    broken = Measured(media_cpu_ms_per_call_s=5.8, media_max_calls=0)
+    assert "media" not in limits(machine(), broken)
+    fast_cpu = machine(cores=64, ram_gb=256, asterisk_on_host=False)
+    both = Measured(media_cpu_ms_per_call_s=1, voice_cpu_ms_per_call_s=9, media_max_calls=40)
+    assert (plan(fast_cpu, both).bottleneck, plan(fast_cpu, both).max_calls) == ("media", 40)

@@ -7,6 +7,7 @@ import aiohttp
 import pytest
 from rich.console import Console
 
+from operadora import events as ev
 from operadora.config import load_settings
 from operadora.demo import Demo, DemoError, DemoOptions, DemoResult, pick_personas
 from operadora.sim.callers.scenario import shipped_personas
@@ -58,6 +59,9 @@ async def test_two_calls_end_with_the_outcomes_their_personas_expect() -> None:
         assert any(speaker == "caller" for speaker, _ in call.transcript), call.transcript
         assert call.verdict is not None and call.verdict.v2v_ms, call.transcript
         assert call.report is not None and call.report.error is None
+        arrived = next(e for e in call.events if isinstance(e, ev.CallArrivedEvent))
+        assert arrived.did == call.persona.did  # dialled into the DID route of the demo
+        assert arrived.caller_id == call.persona.caller_id.number
     assert any(c.verdict.response_ms for c in result.calls if c.verdict)  # heard by the callers
     said_goodbye = any("Goodbye" in text for s, text in hours.transcript if s == "agent")
     assert hours.report is not None
@@ -115,3 +119,31 @@ def test_personas_are_picked_by_language_and_cycled() -> None:
         pick_personas(personas, DemoOptions(personas=("nobody",)), ["en"])
     with pytest.raises(DemoError, match="no persona speaks"):
         pick_personas(personas, DemoOptions(personas=("sales-es",)), ["en"])
+
+
+async def test_a_call_survives_websocket_drops_and_duplicated_events() -> None:
+    settings = load_settings(
+        api={"host": "127.0.0.1", "port": free_port()}, sim={"port": free_port()}
+    )
+    options = DemoOptions(
+        calls=1,
+        language="en",
+        personas=("sales-en",),
+        live=False,
+        dashboard=False,
+        chaos=True,
+        call_timeout_s=60,
+    )
+    console = Console(width=160, record=True)
+    demo = Demo(settings, options, console)
+    result = await demo.run()
+    (call,) = result.calls
+    assert demo.faults.counters.ws_drops >= 1
+    assert call.report is not None and call.report.error is None
+    assert call.report.ended_by == "caller"  # the script ran to its end on a live call
+    agent_turns = [e for e in call.events if isinstance(e, ev.TurnEvent) and e.speaker == "agent"]
+    assert len(agent_turns) >= 2, call.transcript  # the greeting, and a reply after the drop
+    ended = [e for e in call.events if isinstance(e, ev.CallEndedEvent)]
+    assert len(ended) == 1  # closed out once, drops and duplicates notwithstanding
+    assert any("WebSocket was dropped" in line.plain for line in demo.board.feed)
+    assert "WebSocket drops" in console.export_text()

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from operadora.sim.callers.audio import CallerAudio
 from operadora.sim.callers.extensions import (
     Decision,
     Directory,
@@ -130,3 +132,20 @@ def test_directory_from_yaml(tmp_path: Path) -> None:
     path.write_text("extensions: [{endpoint: PJSIP/1, action: maybe}]\n", encoding="utf-8")
     with pytest.raises(ScenarioError, match=r"who\.yaml"):
         load_directory(path)
+
+
+async def test_a_broken_voice_leaves_a_silent_person_who_still_hangs_up() -> None:
+    class BrokenTTS:
+        name = "broken"
+        sample_rate = 16000
+
+        async def synthesize(self, text: str, language: str | None = None) -> AsyncIterator[bytes]:
+            raise RuntimeError("no voice")
+            yield b""
+
+    behaviour = ExtensionBehaviour(endpoint="PJSIP/1", ring_s=0, talk_s=0.02, say="Hello")
+    channel = FakeChannel()
+    decision = Directory(DirectorySettings(extensions=[behaviour])).decide("PJSIP/1")
+    agent = ExtensionAgent(decision, channel, audio=CallerAudio(8000), tts=BrokenTTS())
+    await asyncio.wait_for(agent.run(), 2)
+    assert channel.ops == ["ring", "answer", "hangup 16"]

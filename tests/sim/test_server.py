@@ -839,3 +839,135 @@ async def test_phone_refer_with_ari_only_handling(ari: Ari, simulator: Simulator
     assert line.transfer_states == ["channel_progress", "channel_answered"]
     assert (await ari.call("POST", f"/channels/{sip}/transfer_progress", states="bogus"))[0] == 400
     assert not any(e["type"] == "BridgeBlindTransfer" for e in ari.events)
+
+
+async def test_dial_to_a_busy_extension_continues_the_dialplan(
+    make_sim_settings: Any, tmp_path: Path
+) -> None:
+    plan = tmp_path / "extensions.conf"
+    plan.write_text(
+        "[from-gw]\nexten => 600,1,Dial(PJSIP/agent1,20)\n"
+        " same => n,Playback(${DIALSTATUS})\n same => n,Hangup()\n"
+    )
+    sim = await start_simulator(make_sim_settings(dialplan_file=plan))
+    seen: list[dict[str, Any]] = []
+    sim.pbx.hub.listeners.append(seen.append)
+
+    async def busy_desk(dialed: Line) -> None:
+        await dialed.ring()
+        await dialed.hangup(17)
+
+    sim.set_dial_handler(busy_desk)
+    try:
+        caller = Device()
+        line = sim.inbound_call("PJSIP/gateway-fxo-1", context="from-gw", extension="600")
+        line.attach(caller, caller, caller)
+        await asyncio.wait_for(line.wait_ended(), 8)
+        statuses = [e["dialstatus"] for e in seen if e["type"] == "Dial"]
+        assert statuses == ["", "RINGING", "BUSY"]
+        played = [e["dialplan_app_data"] for e in seen if e["type"] == "ChannelDialplan"]
+        assert "BUSY" in played  # ${DIALSTATUS} after Dial() returned
+    finally:
+        await sim.close()
+
+
+async def test_a_newer_websocket_takes_the_application_over(
+    ari: Ari, simulator: Simulator, sim_credentials: tuple[str, str]
+) -> None:
+    newer = Ari(simulator, *sim_credentials)
+    await newer.connect()
+    try:
+        replaced = await ari.wait_event("ApplicationReplaced")
+        assert replaced["application"] == APP
+        await newer.call(
+            "POST", "/channels", endpoint="Local/s@stasis-test", app=APP, channelId="n1"
+        )
+        await newer.wait_event("StasisStart", lambda e: e["channel"]["id"] == "n1")
+        await asyncio.sleep(0.1)
+        assert [e["type"] for e in ari.events] == ["ApplicationReplaced"]  # nothing after
+        _, apps = await newer.call("GET", "/applications")
+        assert [a["name"] for a in apps] == [APP]
+    finally:
+        await newer.close()
+
+
+async def test_snoop_lets_a_supervisor_listen_and_whisper(
+    ari: Ari, simulator: Simulator, media_server: AudioSocketServer
+) -> None:
+    caller, device = await _caller(ari, simulator, 500)
+    status, spy = await ari.call(
+        "POST",
+        f"/channels/{caller}/snoop",
+        app=APP,
+        appArgs="supervisor",
+        spy="in",
+        whisper="out",
+        snoopId="spy1",
+    )
+    assert status == 200 and spy["name"].startswith(f"Snoop/{caller}-")
+    start = await ari.wait_event("StasisStart", lambda e: e["channel"]["id"] == "spy1")
+    assert start["args"] == ["supervisor"]
+    await ari.call(
+        "POST",
+        "/channels/externalMedia",
+        app=APP,
+        channelId="sup",
+        format="slin16",
+        external_host=f"127.0.0.1:{media_server.port}",
+        encapsulation="audiosocket",
+        transport="tcp",
+        data=str(uuid.uuid4()),
+    )
+    await ari.call("POST", "/bridges", type="mixing", bridgeId="listen")
+    await ari.call("POST", "/bridges/listen/addChannel", channel="spy1,sup")
+    conn = media_server.connections[0]
+    await eventually(lambda: len(conn.audio()) >= 5)  # the supervisor hears the caller
+    assert int(np.frombuffer(conn.audio()[-1], dtype="<i2")[9]) == 500
+    assert conn.writer is not None
+    for _ in range(5):
+        conn.writer.write(frame(0x12, constant(-700)))  # and whispers to the caller
+    await eventually(lambda: any(int(np.frombuffer(h, "<i2")[9]) == -700 for h in device.heard))
+    assert (await ari.call("POST", f"/channels/{caller}/snoop", app=APP))[0] == 400
+    await ari.call("DELETE", f"/channels/{caller}")
+    gone = await ari.wait_event("ChannelDestroyed", lambda e: e["channel"]["id"] == "spy1")
+    assert gone["cause"] == 16
+
+
+async def test_queue_caller_hears_music_until_a_member_answers(
+    make_sim_settings: Any, tmp_path: Path
+) -> None:
+    (tmp_path / "extensions.conf").write_text(
+        "[in]\nexten => 200,1,Answer()\n same => n,Queue(sales,t,,,10)\n same => n,Hangup()\n"
+    )
+    (tmp_path / "queues.conf").write_text(
+        "[sales]\nstrategy = ringall\ntimeout = 5\nmember => PJSIP/agent1,0,Agent\n"
+    )
+    sim = await start_simulator(
+        make_sim_settings(
+            dialplan_file=tmp_path / "extensions.conf", queues_file=tmp_path / "queues.conf"
+        )
+    )
+    agent = Device(level=2500)
+
+    async def member(dialed: Line) -> None:
+        dialed.attach(agent, agent, agent)
+        await dialed.ring()
+        await asyncio.sleep(0.5)
+        await dialed.answer()
+
+    sim.set_dial_handler(member)
+    try:
+        caller = Device(level=0)
+        line = sim.inbound_call("PJSIP/gateway-fxo-1", context="in", extension="200")
+        line.attach(caller, caller, caller)
+        await eventually(lambda: any(int(np.frombuffer(h, "<i2")[3]) == 2500 for h in caller.heard))
+        first_agent = next(
+            i for i, h in enumerate(caller.heard) if int(np.frombuffer(h, "<i2")[3]) == 2500
+        )
+        music = caller.heard[:first_agent]
+        assert len(music) >= 15  # about half a second of music on hold before the answer
+        assert len({h for h in music}) > 5  # music, not silence
+        await line.hangup()
+        await asyncio.wait_for(line.wait_ended(), 5)
+    finally:
+        await sim.close()

@@ -170,6 +170,11 @@ class FakeMedia:
                 self._played_bytes += len(chunk)
                 self.wire.append(WireFrame(loop.time(), True))
 
+    async def stop_pacing(self) -> None:
+        if self._pacer is not None:
+            self._pacer.cancel()
+            await asyncio.gather(self._pacer, return_exceptions=True)
+
     def play(self, pcm: bytes, sample_rate: int | None = None) -> None:
         assert sample_rate in (None, self._rate), "tests play at the media rate"
         if not self._closed:
@@ -209,6 +214,7 @@ class ScriptedConversation:
     delay_s: float = 0.0
     heard_log: list[tuple[str, bool]] = field(default_factory=list)
     asked: list[str] = field(default_factory=list)
+    prepared: list[str] = field(default_factory=list)
 
     def greeting(self) -> str | None:
         return self.greeting_text
@@ -219,6 +225,9 @@ class ScriptedConversation:
         outputs = self.replies.pop(0) if self.replies else [AgentText("Sorry?")]
         for out in outputs:
             yield out
+
+    async def prepare(self, caller_text: str) -> None:
+        self.prepared.append(caller_text)
 
     async def dtmf(self, digit: str) -> AsyncIterator[AgentOutput]:
         yield AgentText(f"You pressed {digit}.")

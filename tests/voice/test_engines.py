@@ -183,3 +183,46 @@ def test_cli_refuses_spanish_without_a_multilingual_model(tmp_path: Path) -> Non
     )
     assert result.exit_code == 1
     assert "models install whisper-base" in " ".join(result.output.split())
+
+
+async def test_barge_in_over_a_real_audiosocket_connection(
+    english_engines: Engines, tts: EspeakTts
+) -> None:
+    import asyncio
+    import time
+
+    from operadora.audiosocket.peer import AsteriskPeer
+    from operadora.audiosocket.server import start_media_server
+    from operadora.events import EventBus, TurnEvent
+    from operadora.voice.factory import agent_handler
+
+    settings = Settings()
+    bus = EventBus()
+    events = bus.subscribe()
+    handler = agent_handler(english_engines, settings.voice, bus, language="en", greet=True)
+    server = await start_media_server(
+        settings.media.model_copy(update={"host": "127.0.0.1", "port": 0}), handler
+    )
+    silence = bytes(320)
+    speech = speak(tts, "Sorry, I need to talk to a person.", "en")
+    try:
+        peer = await AsteriskPeer.connect("127.0.0.1", server.port)
+        start = time.monotonic()
+        for index in range(int(1.5 / 0.02)):  # the greeting plays for 1.5 s
+            await asyncio.sleep(max(0.0, start + index * 0.02 - time.monotonic()))
+            peer.send_audio(silence)
+        await peer.stream_audio(speech + silence * 50, 8000)
+        await peer.close()
+    finally:
+        await server.close()
+    turns = []
+    while not events.empty():
+        event = events.get_nowait()
+        if isinstance(event, TurnEvent):
+            turns.append(event)
+    greeting = next(t for t in turns if t.speaker == "agent")
+    assert greeting.interrupted
+    full = load_script(None, "en").greeting
+    assert greeting.text and len(greeting.text) < len(full) and full.startswith(greeting.text[:10])
+    caller = next(t for t in turns if t.speaker == "caller")
+    assert "person" in words(caller.text)

@@ -17,6 +17,7 @@ from operadora.events import (
     TurnEvent,
 )
 from operadora.voice.engines import AgentAction, AgentText
+from operadora.voice.errors import ProviderError
 from operadora.voice.session import Engines, VoiceAgentSession
 from operadora.voice.stt.fake import ScriptedStt
 from operadora.voice.tts.fake import ToneTts
@@ -52,10 +53,11 @@ def _run(
     tts: ToneTts | None = None,
     settings: VoiceSettings | None = None,
     vad_floor_dbfs: float = -50.0,
+    sample_rate: int = 16000,
 ) -> tuple[FakeMedia, list[DomainEvent], ScriptedStt]:
     stt = stt or ScriptedStt(["I want sales"], delay_s=0.1)
-    tts = tts or ToneTts(sample_rate=16000, ms_per_char=20, delay_s=0.03)
-    media = FakeMedia(script)  # type: ignore[arg-type]
+    tts = tts or ToneTts(sample_rate=sample_rate, ms_per_char=20, delay_s=0.03)
+    media = FakeMedia(script, sample_rate=sample_rate)  # type: ignore[arg-type]
     bus = EventBus()
 
     async def main() -> list[DomainEvent]:
@@ -80,15 +82,19 @@ def _turns(events: list[DomainEvent], speaker: str) -> list[TurnEvent]:
     return [e for e in events if isinstance(e, TurnEvent) and e.speaker == speaker]
 
 
-def test_turn_latency_with_speculative_stt() -> None:
+@pytest.mark.parametrize("rate", [16000, 8000])
+def test_turn_latency_with_speculative_stt(rate: int) -> None:
     conversation = ScriptedConversation(
         [[AgentText("Sales, right away."), AgentAction("transfer", "201")]]
     )
-    media, events, _stt = _run([Silence(200), Speech(600), Silence(1500)], conversation)
+    media, events, stt = _run(
+        [Silence(200), Speech(600), Silence(1500)], conversation, sample_rate=rate
+    )
     caller = _turns(events, "caller")
     agent = _turns(events, "agent")
     assert [t.text for t in caller] == ["I want sales"]
     assert conversation.asked == ["I want sales"]
+    assert conversation.prepared == ["I want sales"]  # from the speculative transcript
     assert len(agent) == 1 and not agent[0].interrupted
     timings = agent[0].timings
     # end of turn 280 ms after the last voiced sample, give or take one VAD window
@@ -96,6 +102,7 @@ def test_turn_latency_with_speculative_stt() -> None:
     # the speculative decode started at the first silent window and finished before the turn ended
     assert timings["stt_ms"] == pytest.approx(0.0, abs=1e-6)
     assert timings["stt_decode_ms"] == pytest.approx(100.0)
+    assert stt.calls and stt.calls[0] > 0.6 * 16000  # the utterance, resampled to 16 kHz
     assert timings["agent_ms"] == pytest.approx(0.0, abs=1e-6)
     assert timings["tts_first_chunk_ms"] == pytest.approx(30.0)
     assert timings["overhead_ms"] == pytest.approx(0.0, abs=1e-6)
@@ -291,3 +298,32 @@ def test_a_reply_cut_by_the_end_of_the_call_is_still_recorded() -> None:
     [agent] = _turns(events, "agent")
     assert agent.interrupted and agent.text and len(agent.text) < len(greeting)
     assert conversation.heard_log == [(agent.text, True)]
+
+
+class FailingStt(ScriptedStt):
+    async def transcribe(self, audio: object, language: str | None = None) -> object:  # type: ignore[override]
+        raise ProviderError("fake-stt", "server down", retryable=True)
+
+
+class FlakyTts(ToneTts):
+    async def synthesize(self, text: str, language: str | None = None):  # type: ignore[no-untyped-def,override]
+        if "broken" in text:
+            raise ProviderError("fake-tts", "cannot say that")
+        async for chunk in super().synthesize(text, language):
+            yield chunk
+
+
+def test_a_failed_recognition_ends_the_turn_without_a_reply() -> None:
+    conversation = ScriptedConversation([[AgentText("Okay.")]])
+    _, events, _ = _run([Speech(500), Silence(1500)], conversation, stt=FailingStt())
+    assert [t.text for t in _turns(events, "caller")] == [""]
+    assert _turns(events, "agent") == [] and conversation.asked == []
+
+
+def test_a_clause_that_fails_to_synthesise_is_skipped() -> None:
+    conversation = ScriptedConversation([[AgentText("First part. A broken clause. Last part.")]])
+    tts = FlakyTts(sample_rate=16000, ms_per_char=20, delay_s=0.01)
+    media, events, _ = _run([Speech(500), Silence(2500)], conversation, tts=tts)
+    [agent] = _turns(events, "agent")
+    assert not agent.interrupted and agent.text == "First part. Last part."
+    assert media.agent_audio_ms() == pytest.approx((11 + 10) * 20, abs=40)

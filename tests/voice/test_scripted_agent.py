@@ -20,7 +20,11 @@ pytestmark = pytest.mark.unit
 class BagOfWords:
     """Unit vectors over a hashed vocabulary: equal words, high cosine."""
 
+    def __init__(self) -> None:
+        self.encoded: list[str] = []
+
     def encode(self, texts: list[str]) -> np.ndarray:
+        self.encoded += texts
         out = np.zeros((len(texts), 64), np.float32)
         for row, text in enumerate(texts):
             for word in re.findall(r"\w+", text.lower()):
@@ -120,6 +124,17 @@ async def test_memory_records_what_was_heard() -> None:
     await outputs(conversation.reply("sales please"))
     conversation.heard("Sal", interrupted=True)
     assert conversation.history == [("caller", "sales please"), ("agent", "Sal —")]
+
+
+async def test_prepare_matches_ahead_and_reply_reuses_it() -> None:
+    encoder = BagOfWords()
+    scripted = ScriptedAgent(AgentScript.model_validate(SCRIPT), encoder, 0.6)  # type: ignore[arg-type]
+    conversation = scripted.conversation("c")
+    before = len(encoder.encoded)
+    await conversation.prepare("sales please")
+    out = await outputs(conversation.reply("sales please"))
+    assert out[0] == AgentText("Sales.")
+    assert encoder.encoded[before:] == ["sales please"]  # encoded once
 
 
 def test_script_validation() -> None:

@@ -7,6 +7,7 @@ import io
 import struct
 import wave
 
+import numpy as np
 import pytest
 
 from operadora.voice.clauses import ClauseSplitter, split_clauses
@@ -19,6 +20,7 @@ from operadora.voice.frames import (
     InterruptionFrame,
     TextFrame,
 )
+from operadora.voice.listening import UtteranceBuffer, VadWindows
 from operadora.voice.tts.http import WavStreamParser
 from operadora.voice.turns import Signal, TurnDetector, TurnState
 
@@ -161,3 +163,44 @@ def test_weak_windows_after_speech_hold_the_turn_for_half_the_silence() -> None:
     assert detector.last_voice_at == pytest.approx(3 * W)
     assert feed(detector, [0.1], 5 * W) == [Signal.PAUSED]
     assert detector.deadline == pytest.approx(max(3 * W + 0.28, 5 * W + 0.14))
+
+
+class _CountingVad:
+    sample_rate = 8000
+    window_samples = 256
+
+    def __init__(self) -> None:
+        self.windows: list[float] = []
+
+    def speech_probability(self, window: np.ndarray) -> float:
+        self.windows.append(float(window[0]))
+        return 0.5
+
+
+def test_vad_windows_are_cut_across_frames_and_timestamped() -> None:
+    vad = _CountingVad()
+    windows = VadWindows(vad)
+    out = []
+    for i in range(4):  # four 20 ms frames of 160 samples, numbered by their first sample
+        frame = np.arange(i * 160, (i + 1) * 160, dtype=np.float32)
+        out += list(windows.feed(frame, received_at=0.02 * (i + 1)))
+    # 640 samples make two 256-sample windows; the second ends 128 samples into frame 4
+    assert vad.windows == [0.0, 256.0]
+    (_, s1, e1), (_, s2, e2) = out
+    assert e1 == pytest.approx(0.06 - 224 / 8000) and s1 == pytest.approx(e1 - 0.032)
+    assert e2 == pytest.approx(0.08 - 128 / 8000) and s2 == pytest.approx(e2 - 0.032)
+
+
+def test_utterance_buffer_keeps_a_preroll_then_everything() -> None:
+    buffer = UtteranceBuffer(rate=100, preroll_s=0.3)
+    for i in range(10):
+        buffer.add(np.full(10, i, np.float32))  # 0.1 s chunks
+    buffer.start()
+    buffer.add(np.full(10, 10, np.float32))
+    audio = buffer.audio(100)
+    assert audio.size == 40 and audio[0] == 7 and audio[-1] == 10
+    assert buffer.take(100).size == 40 and not buffer.recording
+    assert buffer.audio(100).size == 0
+    buffer.start()
+    buffer.drop()
+    assert buffer.audio(100).size == 0

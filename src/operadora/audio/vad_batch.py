@@ -135,6 +135,8 @@ class SileroBatchRunner:
     model run, and each ``on_result(probability)`` is called back on the loop, per stream in
     window order. ONNX Runtime releases the GIL while it computes, so the event loop (and the
     paced writer) keeps running during inference instead of stalling for the whole batch.
+    A result can arrive after its call has ended; the callback should then ignore it. Do not
+    ``reset()`` a stream while it has windows in flight.
     """
 
     def __init__(self, batch: SileroBatch, wait_s: float = 0.010, max_batch: int = 256) -> None:

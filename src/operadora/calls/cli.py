@@ -36,6 +36,21 @@ def check_serve_settings(settings: Settings) -> None:
             )
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def media_reachability_warning(settings: Settings) -> str | None:
+    """A media server on loopback cannot be reached by an Asterisk on another machine."""
+    media_host = settings.asterisk.media_address.rpartition(":")[0].strip("[]")
+    if settings.media.host in LOOPBACK and media_host not in LOOPBACK:
+        return (
+            f"the media server listens on {settings.media.host} but Asterisk is told to "
+            f"connect to {settings.asterisk.media_address}; set media.host "
+            "(OPERADORA_MEDIA__HOST or AI_BACKEND_HOST) to an address Asterisk can reach"
+        )
+    return None
+
+
 async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Run until ``stop`` is set (or SIGINT/SIGTERM)."""
     from operadora.engine import Engine
@@ -53,6 +68,8 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         f"{settings.media.host}:{status.media_port}; Asterisk reaches it at "
         f"{settings.asterisk.media_address} ({settings.asterisk.media_format})"
     )
+    if (warning := media_reachability_warning(settings)) is not None:
+        err_console.print(f"[yellow]warning:[/yellow] {warning}")
     console.print(
         f"[green]API and dashboard[/green] http://{settings.api.host}:{settings.api.port}/"
     )

@@ -71,6 +71,7 @@ def machine_from_host(
         llm=default_llm(settings, bool(facts.gpus)),
         telephony_channels=channels,
         telephony_basis=basis,
+        media_workers=settings.media.workers,
         source="detected",
     )
 
@@ -122,6 +123,7 @@ def machine_from_flags(settings: Settings, flags: MachineFlags) -> Machine:
         llm=flags.llm or default_llm(settings, bool(gpus)),
         telephony_channels=channels,
         telephony_basis=basis,
+        media_workers=settings.media.workers,
         source="flags",
     )
 

@@ -22,6 +22,8 @@ _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 _STEP = re.compile(r"^N=\s*(\d+)\s+cpu\s+([\d.]+)\s+ms/call-s.*?\b(ok|BROKEN)\s*$", re.M)
 _WORKERS = re.compile(r"\bworkers=(\d+)")
 QUICK_ENV = {"OPERADORA_BENCH_QUICK": "1"}
+# start the media load small: on a small or busy machine pacing may break before 50 calls
+MEDIA_ARGS = ("--start", "10")
 
 
 def parse_key_values(text: str) -> dict[str, str]:
@@ -45,12 +47,18 @@ def number(values: dict[str, str], *keys: str) -> float | None:
     return None
 
 
-async def run_benchmark(script: Path, timeout_s: float) -> tuple[dict[str, str], str, str]:
-    """Run one benchmark in quick mode: ``(values, stdout, problem)``, problem '' on success."""
+async def run_benchmark(
+    script: Path, timeout_s: float, extra: tuple[str, ...] = ()
+) -> tuple[dict[str, str], str, str]:
+    """Run one benchmark in quick mode: ``(values, stdout, problem)``, problem '' on success.
+
+    ``--quick`` and ``extra`` arguments are dropped in turn if the script's argument parser
+    refuses them (exit status 2)."""
     if not await asyncio.to_thread(script.is_file):
         return {}, "", f"{script} not found"
     env = {**os.environ, **QUICK_ENV}
-    for args in (["--quick"], []):
+    attempts = [["--quick", *extra], ["--quick"], []] if extra else [["--quick"], []]
+    for args in attempts:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             str(script),
@@ -65,8 +73,8 @@ async def run_benchmark(script: Path, timeout_s: float) -> tuple[dict[str, str],
             proc.kill()
             await proc.wait()
             return {}, "", f"{script.name} did not finish in {timeout_s:g} s"
-        if proc.returncode == 2 and b"--quick" in err and args:
-            continue  # this benchmark has no --quick flag; QUICK_ENV still asks for quick mode
+        if proc.returncode == 2 and b"unrecognized arguments" in err and args:
+            continue  # an older benchmark: QUICK_ENV still asks for quick mode
         text = out.decode(errors="replace")
         values = parse_key_values(text)
         if proc.returncode != 0:
@@ -153,7 +161,9 @@ def to_measured(
 async def measure(bench_dir: Path, timeout_s: float = 600.0) -> Measured:
     """Run bench_media then bench_voice (never together: each wants the CPU to itself)."""
     notes: list[str] = []
-    media, media_text, problem = await run_benchmark(bench_dir / "bench_media.py", timeout_s)
+    media, media_text, problem = await run_benchmark(
+        bench_dir / "bench_media.py", timeout_s, MEDIA_ARGS
+    )
     if problem:
         notes.append(problem)
     voice, _, problem = await run_benchmark(bench_dir / "bench_voice.py", timeout_s)

@@ -56,6 +56,7 @@ class Machine(BaseModel):
     llm: LlmPlacement = "local"
     telephony_channels: int | None = None  # None: SIP trunk only, no hardware limit
     telephony_basis: str = "SIP trunk only"
+    media_workers: int = Field(1, ge=1)  # media server processes (media.workers)
     source: Literal["detected", "flags"] = "detected"
 
 
@@ -129,6 +130,23 @@ def gpu_components(machine: Machine) -> list[Component]:
     return out
 
 
+def media_component(machine: Machine, measured: Measured | None) -> Component | None:
+    """The most calls the media benchmark's server carried with its pacing held, per server
+    process, times this machine's media workers. A maximum of 0 (pacing broke already at the
+    benchmark's smallest load) only says "fewer than that" and is left out."""
+    if measured is None or not measured.media_max_calls:
+        return None
+    per_process = measured.media_max_calls / measured.media_server_cores
+    return Component(
+        name="media",
+        max_calls=math.floor(per_process * machine.media_workers),
+        source="measured",
+        basis=f"bench_media: {measured.media_max_calls} calls with pacing held on "
+        f"{measured.media_server_cores} server process(es); {machine.media_workers} media "
+        "worker(s) here",
+    )
+
+
 def plan(machine: Machine, measured: Measured | None = None) -> Plan:
     """Every component's limit; the smallest is the machine's maximum and its bottleneck."""
     cpu, cost = cpu_component(machine, measured)
@@ -157,6 +175,8 @@ def plan(machine: Machine, measured: Measured | None = None) -> Plan:
                 basis="a local LLM needs a GPU; none found (use --llm remote or add a GPU)",
             )
         )
+    if media := media_component(machine, measured):
+        components.append(media)
     limited = [c for c in components if c.max_calls is not None]
     worst = min(limited, key=lambda c: c.max_calls if c.max_calls is not None else 0)
     return Plan(

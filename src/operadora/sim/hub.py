@@ -48,7 +48,22 @@ class EventHub:
         return app in self.apps
 
     def subscribe(self, apps: Iterable[str], subscribe_all: bool) -> Subscriber:
+        """Register ``apps`` for a new WebSocket. An application belongs to one WebSocket at a
+        time: the newer one wins and the older one gets ``ApplicationReplaced``."""
         sub = Subscriber(list(apps), subscribe_all)
+        for other in list(self.subscribers):
+            for app in [a for a in other.apps if a in sub.apps]:
+                other.apps.remove(app)
+                replaced = {
+                    "type": "ApplicationReplaced",
+                    "timestamp": ari_time(),
+                    "application": app,
+                    "asterisk_id": ASTERISK_ID,
+                }
+                try:
+                    other.queue.put_nowait(replaced)
+                except asyncio.QueueFull:
+                    other.close()
         self.subscribers.append(sub)
         return sub
 

@@ -136,7 +136,8 @@ class Channel:
     on_hold: bool = False
     mute_in: bool = False  # audio from the device is not passed on (ARI mute 'in')
     mute_out: bool = False  # audio to the device is dropped (ARI mute 'out')
-    taps: list[Callable[[bytes], None]] = field(default_factory=list)  # live recordings
+    taps: list[Callable[[bytes], None]] = field(default_factory=list)  # recordings, snoop in
+    out_taps: list[Callable[[bytes], None]] = field(default_factory=list)  # snoop out
     tx_frames: int = 0  # frames sent to / received from the device (rtp_statistics)
     rx_frames: int = 0
     playing: int = 0  # active playbacks: bridge audio is not written meanwhile
@@ -195,6 +196,8 @@ class Channel:
         """Audio towards this channel's device (or out of the other Local half)."""
         if self.destroyed or self.mute_out:
             return
+        for tap in self.out_taps:
+            tap(frame)
         if self.peer is not None:
             if not self.peer.destroyed:
                 self.peer.receive(frame)

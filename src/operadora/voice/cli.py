@@ -139,7 +139,9 @@ def talk(
             ", ".join(f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in timings.items()),
         )
     if result.wire_latency_ms is not None:
-        table.add_row("on the wire", f"{result.wire_latency_ms:.0f} ms after the caller's audio")
+        table.add_row(
+            "on the wire", f"{result.wire_latency_ms:.0f} ms after the recording's last frame"
+        )
     console.print(table)
     console.print(f"wrote {output} ({len(result.reply_pcm) / 2 / result.sample_rate:.2f} s)")
 

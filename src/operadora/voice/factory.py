@@ -12,7 +12,8 @@ from operadora.voice.agent.llm import LlmAgent, OpenAiChatClient, system_prompt_
 from operadora.voice.agent.script import load_script
 from operadora.voice.engines import STT_RATE, Agent, SpeechToText, TextToSpeech
 from operadora.voice.errors import ProviderError
-from operadora.voice.session import Engines, VadFactory, VoiceActivity, VoiceAgentSession
+from operadora.voice.listening import VoiceActivity
+from operadora.voice.session import Engines, VadFactory, VoiceAgentSession
 
 log = logging.getLogger(__name__)
 

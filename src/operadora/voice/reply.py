@@ -101,12 +101,15 @@ class Reply:
             if isinstance(frame, ActionFrame):
                 self.times.actions.append(frame)
             elif isinstance(frame, TextFrame):
-                self.times.text.append(frame.text)
                 try:
+                    spoken = False
                     async for pcm in self._tts.synthesize(frame.text, self._language):
                         if self.times.first_audio_at is None:
                             self.times.first_audio_at = loop.time()
                         self._speaker.add(pcm, self._tts.sample_rate, frame.text)
+                        if not spoken:
+                            spoken = True
+                            self.times.text.append(frame.text)
                 except ProviderError as exc:
                     log.warning("speech synthesis failed for a clause: %s", exc)
                 except Exception:

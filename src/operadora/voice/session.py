@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
@@ -26,6 +24,7 @@ from operadora.voice.engines import (
     STT_RATE,
     Agent,
     AgentOutput,
+    AgentText,
     Float32Audio,
     SpeechToText,
     TextToSpeech,
@@ -40,6 +39,7 @@ from operadora.voice.frames import (
     SpeechStoppedFrame,
     UserTurnFrame,
 )
+from operadora.voice.listening import UtteranceBuffer, VadWindows, VoiceActivity
 from operadora.voice.pcm import resample, to_float32
 from operadora.voice.reply import Reply
 from operadora.voice.speaker import Speaker
@@ -55,18 +55,6 @@ FAST_PAUSE_FLOOR = 10 ** (-40 / 20)
 # (telephone echo return loss is 20 dB or more)
 FAST_PAUSE_ECHO_MARGIN = 10 ** (-14 / 20)
 FAST_PAUSE_HOLD_S = 0.12  # resumed if the VAD has not seen a speech onset by then
-
-
-class VoiceActivity(Protocol):
-    """What the pipeline needs of a VAD (``operadora.audio.vad.VoiceActivityDetector``)."""
-
-    @property
-    def sample_rate(self) -> int: ...
-
-    @property
-    def window_samples(self) -> int: ...
-
-    def speech_probability(self, window: Float32Audio) -> float: ...
 
 
 VadFactory = Callable[[int], VoiceActivity]
@@ -112,13 +100,8 @@ class VoiceAgentSession:
         self._speaker = Speaker(media, settings.playback_lookahead_ms, self._on_agent_audio)
         self._conversation = engines.agent.conversation(call_id)
         self._rate = 0  # learnt from the first caller frame (the media may not know it before)
-        self._vad_rate = 0
-        self._vad: VoiceActivity | None = None
-        self._window = np.zeros(0, dtype=np.float32)
-        self._window_fill = 0
-        self._preroll: deque[Float32Audio] = deque()
-        self._preroll_len = 0
-        self._utterance: list[Float32Audio] = []
+        self._windows: VadWindows | None = None
+        self._utterance = UtteranceBuffer(STT_RATE, PREROLL_S)
         self._timer: asyncio.TimerHandle | None = None
         self._watchdog: asyncio.TimerHandle | None = None
         self._last_audio_at = 0.0
@@ -126,7 +109,6 @@ class VoiceAgentSession:
         self._stt_tasks: set[asyncio.Task[None]] = set()
         self._reply_task: asyncio.Task[None] | None = None
         self._reply: Reply | None = None
-        self._turn_times: dict[str, float] = {}
         self.turns: list[TurnEvent] = []
 
     @property
@@ -168,40 +150,27 @@ class VoiceAgentSession:
         finally:
             self._frames.put(EndFrame())
 
-    def _start_vad(self, sample_rate: int) -> VoiceActivity:
+    def _start_vad(self, sample_rate: int) -> VadWindows:
         self._rate = sample_rate
-        self._vad_rate = sample_rate if sample_rate in (8000, 16000) else STT_RATE
-        vad = self._engines.vad(self._vad_rate)
-        self._window = np.zeros(vad.window_samples, dtype=np.float32)
-        self._vad = vad
-        return vad
+        vad_rate = sample_rate if sample_rate in (8000, 16000) else STT_RATE
+        self._windows = VadWindows(self._engines.vad(vad_rate))
+        self._utterance = UtteranceBuffer(sample_rate, PREROLL_S)
+        return self._windows
 
     def _on_audio(self, item: AudioIn) -> None:
-        vad = self._vad or self._start_vad(item.sample_rate)
+        windows = self._windows or self._start_vad(item.sample_rate)
         self._last_audio_at = item.received_at
         audio = to_float32(item.pcm)
         if item.sample_rate != self._rate:
             audio = resample(audio, item.sample_rate, self._rate)
-        self._keep(audio)
+        self._utterance.add(audio)
         if self._settings.fast_barge_in and self._speaker.active and not self._speaker.paused:
             self._fast_pause(audio, item.received_at)
-        vad_audio = resample(audio, self._rate, self._vad_rate)
         self._turns.agent_speaking = self._speaker.active
-        window = self._window
-        size = window.size
-        pos = 0
-        n = vad_audio.size
-        while pos < n:
-            take = min(size - self._window_fill, n - pos)
-            window[self._window_fill : self._window_fill + take] = vad_audio[pos : pos + take]
-            self._window_fill += take
-            pos += take
-            if self._window_fill == size:
-                self._window_fill = 0
-                end = item.received_at - (n - pos) / self._vad_rate
-                probability = vad.speech_probability(window)
-                for signal in self._turns.window(probability, end - size / self._vad_rate, end):
-                    self._on_signal(signal)
+        vad_audio = resample(audio, self._rate, windows.rate)
+        for probability, start, end in windows.feed(vad_audio, item.received_at):
+            for signal in self._turns.window(probability, start, end):
+                self._on_signal(signal)
 
     def _fast_pause(self, audio: Float32Audio, at: float) -> None:
         """Pause the agent on one loud frame; the VAD then confirms it or playback resumes."""
@@ -217,26 +186,15 @@ class VoiceAgentSession:
         if self._turns.state is TurnState.QUIET and self._speaker.paused:
             self._speaker.resume()
 
-    def _keep(self, audio: Float32Audio) -> None:
-        if self._utterance:
-            self._utterance.append(audio)
-            return
-        self._preroll.append(audio)
-        self._preroll_len += audio.size
-        while self._preroll and self._preroll_len - self._preroll[0].size >= PREROLL_S * self._rate:
-            self._preroll_len -= self._preroll.popleft().size
-
     def _on_signal(self, signal: TurnSignal) -> None:
         kind = signal.signal
         if kind is Signal.ONSET:
-            self._utterance = [*self._preroll, np.zeros(0, np.float32)]
-            self._preroll.clear()
-            self._preroll_len = 0
+            self._utterance.start()
             if self._speaker.active:
                 self._speaker.pause()  # barge-in: silence the agent now, decide later
             self._arm_watchdog(self._last_audio_at + NO_AUDIO_S)
         elif kind is Signal.REJECTED:
-            self._utterance = []
+            self._utterance.drop()
             if self._speaker.paused:
                 self._speaker.resume()
         elif kind is Signal.STARTED:
@@ -291,27 +249,38 @@ class VoiceAgentSession:
         for signal in signals:
             self._on_signal(signal)
 
-    def _utterance_audio(self) -> Float32Audio:
-        if not self._utterance:
-            return np.zeros(0, np.float32)
-        return resample(np.concatenate(self._utterance), self._rate, STT_RATE)
-
     def _start_speculative(self) -> None:
         if self._speculative is not None:
             self._speculative.cancel()
-        task = self._loop.create_task(self._transcribe(self._utterance_audio()))
+        task = self._loop.create_task(self._transcribe(self._utterance.audio(STT_RATE)))
         task.add_done_callback(self._on_speculative)
         self._speculative = task
 
     def _on_speculative(self, task: asyncio.Task[tuple[str, float]]) -> None:
-        """A transcript that reads as a finished sentence ends the turn sooner."""
-        quick = self._settings.complete_turn_silence_ms
-        if task is not self._speculative or task.cancelled() or not quick:
+        """A transcript that reads as a finished sentence ends the turn sooner; an agent that
+        can prepare its answer (the scripted agent matches the intent) starts on it now."""
+        if task is not self._speculative or task.cancelled():
             return
-        if self._turns.state is TurnState.TRAILING and looks_complete(task.result()[0]):
+        text = task.result()[0]
+        prepare = getattr(self._conversation, "prepare", None)
+        if text and prepare is not None:
+            self._background(prepare(text))
+        quick = self._settings.complete_turn_silence_ms
+        if quick and self._turns.state is TurnState.TRAILING and looks_complete(text):
             self._turns.shorten_silence(quick)
             self._disarm_timer()
             self._on_timer()
+
+    def _background(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("call %s: background work failed", self.call_id)
+
+        task = self._loop.create_task(run())
+        self._stt_tasks.add(task)
+        task.add_done_callback(self._stt_tasks.discard)
 
     async def _transcribe(self, audio: Float32Audio) -> tuple[str, float]:
         started = self._loop.time()
@@ -326,10 +295,10 @@ class VoiceAgentSession:
         now = self._loop.time()
         speculative = self._speculative
         self._speculative = None
+        audio = self._utterance.take(STT_RATE)
         if speculative is None:
-            speculative = self._loop.create_task(self._transcribe(self._utterance_audio()))
+            speculative = self._loop.create_task(self._transcribe(audio))
         started_at = self._turns.speech_started_at
-        self._utterance = []
         self._frames.put(SpeechStoppedFrame(last_voice_at))
         task = self._loop.create_task(
             self._finish_turn(speculative, started_at, last_voice_at, now)
@@ -477,6 +446,4 @@ def looks_complete(text: str) -> bool:
 
 
 async def _one_text(text: str) -> AsyncIterator[AgentOutput]:
-    from operadora.voice.engines import AgentText
-
     yield AgentText(text)

@@ -44,6 +44,10 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option("--directory", help="YAML: who answers, is busy or ignores (extensions)"),
         ] = None,
+        chaos: Annotated[
+            bool,
+            typer.Option("--chaos", help="drop the engine's events WebSocket, duplicate events"),
+        ] = False,
         strict: Annotated[
             bool, typer.Option("--strict", help="exit 1 unless every call ends as expected")
         ] = False,
@@ -96,6 +100,7 @@ def register(app: typer.Typer) -> None:
             caller_stt=caller_stt,
             route="direct" if direct else "sim",
             directory=who_answers,
+            chaos=chaos,
         )
         try:
             result = asyncio.run(run_demo(settings, options, console))

@@ -45,8 +45,16 @@ DEMO_DIRECTORY = DirectorySettings(
     default_action="no_answer",
 )
 
-# Dialplan added to the simulator's for the demo: the extensions the agent transfers to.
+# Dialplan added to the simulator's for the demo: inbound DIDs into the AI (so call records
+# carry the number the caller dialled), and the extensions the agent transfers to.
+DID_CONTEXT = "from-trunk"
 DEMO_DIALPLAN = """
+[from-trunk]
+exten => _+X.,1,NoOp(Inbound call to DID ${EXTEN})
+ same => n,Stasis(${ARI_APP},inbound,${EXTEN})
+ same => n,Hangup()
+exten => _X.,1,Goto(+${EXTEN},1)
+
 [call-center]
 exten => 201,1,NoOp(Sales desk)
  same => n,Dial(PJSIP/201,20)
@@ -75,6 +83,8 @@ def extension_dial_handler(
         log.info("sim: %s rings; it will %s", line.endpoint, decision.action)
         try:
             await ExtensionAgent(decision, line, audio=audio, tts=tts).run()
+        except Exception:  # one broken device never takes the simulator down
+            log.exception("sim: the device on %s failed", line.endpoint)
         finally:
             line.close()
 

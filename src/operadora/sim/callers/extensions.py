@@ -150,7 +150,10 @@ class ExtensionAgent:
                 return self.decision
             await self.channel.answer()
             self.answered = True
-            await self._greet()
+            try:
+                await self._greet()
+            except Exception as exc:  # a voice that fails leaves a silent person on the line
+                log.warning("%s: cannot speak its greeting: %s", self.decision.endpoint, exc)
             behaviour = self.decision.behaviour
             talk_s = behaviour.talk_s if behaviour is not None else None
             if talk_s is not None and await self._wait(talk_s, ended):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from operadora.sim import playback
 from operadora.sim.audiosocket_link import AudioSocketLink
 from operadora.sim.dialplan import dial
+from operadora.sim.dialplan.queues import QueueConfig
 from operadora.sim.dialplan.runner import AppResult, Goto, resolve_goto
 from operadora.sim.model import Channel
 from operadora.sim.sounds import tone_frames
@@ -80,7 +81,6 @@ async def app_hangup(pbx: Pbx, ch: Channel, data: str) -> AppResult:
 
 
 async def app_busy(pbx: Pbx, ch: Channel, data: str) -> AppResult:
-    pbx.ring(ch)
     await asyncio.sleep(_float(data, 0.0))
     ch.hangup_cause = 17
     return -1
@@ -265,7 +265,17 @@ async def app_dial(pbx: Pbx, ch: Channel, data: str) -> AppResult:
         if out is not answered and not out.channel.destroyed:
             pbx.terminate(out.channel, 26)
     if answered is None:
-        pbx.set_variable(ch, "DIALSTATUS", "NOANSWER")
+        status = dial_status([o.channel.hangup_cause for o in outs])
+        for out in outs:
+            pbx.emit(
+                "Dial",
+                peer=out.channel,
+                caller=ch,
+                dialstatus=status,
+                forward="",
+                dialstring=out.dialstring,
+            )
+        pbx.set_variable(ch, "DIALSTATUS", status)
         return 0
     if ch.state != "Up":
         pbx.answer(ch)
@@ -276,6 +286,17 @@ async def app_dial(pbx: Pbx, ch: Channel, data: str) -> AppResult:
         return 0
     ch.hangup_cause = cause
     return -1
+
+
+def dial_status(causes: list[int]) -> str:
+    """DIALSTATUS when nobody answered, from the callees' hang-up causes."""
+    if causes and all(c == 17 for c in causes):
+        return "BUSY"
+    if causes and all(c in (34, 38, 42) for c in causes):
+        return "CONGESTION"
+    if causes and all(c in (1, 27, 58) for c in causes):
+        return "CHANUNAVAIL"
+    return "NOANSWER"
 
 
 async def _first_answer(outs: list[dial.Outbound], ring_s: float) -> dial.Outbound | None:
@@ -306,6 +327,16 @@ async def app_queue(pbx: Pbx, ch: Channel, data: str) -> AppResult:
     pbx.set_variable(ch, "QUEUEWAIT_MS", "")
     started = time.monotonic()
     deadline = started + timeout if timeout else None
+    playback.start_moh(ch)  # the caller hears the queue's music while members ring
+    try:
+        return await _ring_queue(pbx, ch, queue, started, deadline)
+    finally:
+        playback.stop_moh(ch)
+
+
+async def _ring_queue(
+    pbx: Pbx, ch: Channel, queue: QueueConfig, started: float, deadline: float | None
+) -> AppResult:
     while deadline is None or time.monotonic() < deadline:
         outs = []
         for member in queue.members:
@@ -320,6 +351,7 @@ async def app_queue(pbx: Pbx, ch: Channel, data: str) -> AppResult:
             if out is not answered and not out.channel.destroyed:
                 pbx.terminate(out.channel, 26)
         if answered is not None:
+            playback.stop_moh(ch)
             waited = time.monotonic() - started
             pbx.set_variable(ch, "QUEUEPOSITION", "1")
             pbx.set_variable(ch, "QUEUEWAIT", str(int(waited)))

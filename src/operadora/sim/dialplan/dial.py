@@ -106,7 +106,11 @@ def _device_outbound(pbx: Pbx, caller: Channel, tech: str, rest: str, app: str) 
     resource = rest.split("/")[0]
     ch = pbx.new_channel(f"{tech}/{resource}-{pbx.next_counter()}", tech)
     pbx.emit("ChannelCreated", channel=ch)
+    ch.variables["DIALEDPEERNUMBER"] = rest
     _outgoing_line(pbx, caller, ch, app)
+    ch.on_ringing = lambda: pbx.emit(
+        "Dial", peer=ch, caller=caller, dialstatus="RINGING", forward="", dialstring=rest
+    )
     offer_to_device(pbx, ch, f"{tech}/{resource}")
     return Outbound(ch, rest, app, "")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from operadora.sim import calls, playback, transfer
+from operadora.sim import calls, playback, snoop, transfer
 from operadora.sim.model import REASON_CAUSE, Channel
 from operadora.sim.pbx import Pbx, PbxError
 from operadora.sim.routes.params import Params, json_response, no_content, pbx_of
@@ -419,12 +419,28 @@ async def transfer_progress(request: web.Request) -> web.Response:
     return no_content()
 
 
-def snoop_unsupported() -> None:
-    raise PbxError(501, "Snoop is not simulated")
+async def _snoop(request: web.Request, snoop_id: str | None) -> web.Response:
+    params = await Params.read(request)
+    pbx = pbx_of(request)
+    target = pbx.channel(request.match_info["channelId"])
+    channel = snoop.start_snoop(
+        pbx,
+        target,
+        app=params.required("app"),
+        app_args=params.text("appArgs"),
+        spy=params.text("spy", "none"),
+        whisper=params.text("whisper", "none"),
+        snoop_id=snoop_id,
+    )
+    return json_response(channel.json())
 
 
 @routes.post("/ari/channels/{channelId}/snoop")
-async def snoop(request: web.Request) -> web.Response:
-    pbx_of(request).channel(request.match_info["channelId"])
-    snoop_unsupported()
-    return no_content()
+async def snoop_channel(request: web.Request) -> web.Response:
+    params = await Params.read(request)
+    return await _snoop(request, params.get("snoopId"))
+
+
+@routes.post("/ari/channels/{channelId}/snoop/{snoopId}")
+async def snoop_channel_with_id(request: web.Request) -> web.Response:
+    return await _snoop(request, request.match_info["snoopId"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from operadora.voice.agent.script import AgentScript, Intent, ScriptAction
 from operadora.voice.engines import AgentAction, AgentOutput, AgentText
 
 log = logging.getLogger(__name__)
+
+CACHE_SIZE = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +46,26 @@ class IntentMatcher:
                 phrases.append(example)
         self._owners = np.asarray(owners)
         self._examples: Matrix = encoder.encode(phrases)
+        # the session asks for the speculative transcript's match before the turn ends
+        self._cache: dict[str, IntentMatch] = {}
+        self._cache_lock = threading.Lock()
 
     def match(self, text: str) -> IntentMatch:
         if not text.strip():
             return IntentMatch(None, 0.0)
+        # one lock around lookup and work: a reply asking while the same text is being
+        # prepared waits for that result instead of encoding it a second time
+        with self._cache_lock:
+            cached = self._cache.get(text)
+            if cached is not None:
+                return cached
+            match = self._match(text)
+            self._cache[text] = match
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.pop(next(iter(self._cache)))
+            return match
+
+    def _match(self, text: str) -> IntentMatch:
         scores = self._examples @ self._encoder.encode([text])[0]
         per_intent = np.full(len(self._script.intents), -1.0, dtype=np.float32)
         np.maximum.at(per_intent, self._owners, scores)
@@ -91,6 +110,10 @@ class ScriptedConversation:
         )
         for out in self._answer(match.intent, caller_text):
             yield out
+
+    async def prepare(self, caller_text: str) -> None:
+        """Match a likely transcript ahead of the end of the turn (the result is cached)."""
+        await asyncio.to_thread(self._agent.matcher.match, caller_text)
 
     async def dtmf(self, digit: str) -> AsyncIterator[AgentOutput]:
         name = self._agent.script.dtmf.get(digit)
