@@ -3,7 +3,7 @@
 set -euo pipefail
 need=()
 [ -x /usr/bin/chromium ] || need+=(chromium)
-[ -d /usr/share/asterisk/sounds/en ] || need+=(asterisk-core-sounds-en-wav)
+dpkg -s asterisk-core-sounds-en-wav >/dev/null 2>&1 || need+=(asterisk-core-sounds-en-wav)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing Debian packages: ${need[*]} (run as root or: sudo apt-get install ${need[*]})" >&2

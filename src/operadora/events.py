@@ -27,7 +27,7 @@ class DomainEvent:
     at: float = field(default_factory=_now, kw_only=True)
 
     @property
-    def kind(self) -> str:
+    def event_type(self) -> str:
         return type(self).__name__
 
 
@@ -122,7 +122,7 @@ class EventBus:
             try:
                 queue.put_nowait(event)
             except asyncio.QueueFull:
-                log.warning("event subscriber is too slow; dropped %s", event.kind)
+                log.warning("event subscriber is too slow; dropped %s", event.event_type)
 
     def subscribe(self) -> asyncio.Queue[DomainEvent]:
         queue: asyncio.Queue[DomainEvent] = asyncio.Queue(self._queue_size)
