@@ -64,6 +64,12 @@ class AsteriskSettings(_Section):
     media_format: Literal["slin", "slin16"] = "slin16"
     # a call whose AudioSocket connection has not arrived by then is hung up (failed)
     media_connect_timeout_s: float = Field(5.0, gt=0)
+    # what a caller over the rate limit (api.rate_limit_calls) hears before the hang-up: ARI
+    # media URIs played in turn on the channel (Asterisk's core sounds, in the channel's language)
+    refusal_media: list[str] = Field(
+        default_factory=lambda: ["sound:im-sorry", "sound:please-try-call-later"]
+    )
+    refusal_max_s: float = Field(15.0, gt=0)  # hang up by then even if the prompt never ends
 
 
 class MediaSettings(_Section):
@@ -138,7 +144,7 @@ class VoiceSettings(_Section):
     tts: TtsSettings = Field(default_factory=TtsSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
     models_dir: Path = Path("~/.local/share/operadora/models")
-    # decode the utterance speculatively at the first pause, so the transcript is ready at end of turn
+    # decode the utterance at its first pause, so the transcript is ready when the turn ends
     speculative_stt: bool = True
     playback_lookahead_ms: float = Field(60.0, ge=20)  # agent audio queued ahead of the wire
     # when the speculative transcript already reads as a finished sentence, end the turn after this

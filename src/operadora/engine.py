@@ -3,20 +3,24 @@
 It assembles: an ARI client, events WebSocket and Stasis router per configured Asterisk
 server; the AudioSocket media server whose connections call control matches to calls; the
 voice agent run on each call; the event bus every component publishes to; and the consumer
-of the agent's requests (``ActionRequestedEvent``) that call control executes.
+of the agent's requests (``ActionRequestedEvent``) that call control executes; the shared
+state (``operadora.state``: the rate limit per caller ID, the cluster event bus) given to call
+control and to the API; and, in the background, the telephony hardware detection.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import inspect
 import logging
-from collections.abc import Callable, Iterator
+import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from operadora import events as ev
 from operadora.ari.client import AriClient
+from operadora.ari.operations import Operation
 from operadora.ari.websocket import EventStream
 from operadora.calls.actions import EngineCallActions
 from operadora.calls.agent import CallAgent
@@ -26,10 +30,25 @@ from operadora.calls.services import CallService
 from operadora.calls.stasis import StasisRouter
 from operadora.config import AriServerSettings, Settings
 from operadora.media import MediaSession
+from operadora.state import StateBackend, open_state
+
+if TYPE_CHECKING:
+    from operadora.hardware.models import HardwareReport
 
 log = logging.getLogger(__name__)
 
 AgentFactory = Callable[[Settings, ev.EventBus], CallAgent]
+HARDWARE_DETECTION_TIMEOUT_S = 30.0  # detection runs beside the calls; it never delays them
+
+
+def default_instance_id(settings: Settings) -> str:
+    """This engine's name when ``state.instance_id`` is unset: host name and media port.
+
+    Stable across restarts of the same installation, and distinct for two engines on one
+    machine (they cannot share the AudioSocket port), so the close-out of calls a crashed run
+    left open on restart touches only this engine's calls.
+    """
+    return f"{socket.gethostname()}:{settings.media.port}"
 
 
 @dataclass(slots=True)
@@ -63,6 +82,8 @@ class Engine:
         agent_factory: AgentFactory | None = None,
         with_store: bool = False,
         with_api: bool = False,
+        rate_limit: bool = True,
+        detect_hardware: bool = True,
     ) -> None:
         self.settings = settings
         self.bus = bus or ev.EventBus()
@@ -76,6 +97,13 @@ class Engine:
         self._actions: asyncio.Queue[ev.DomainEvent] | None = None
         self._with_store = with_store or with_api
         self._with_api = with_api
+        self._rate_limit = rate_limit
+        self._detect_hardware = detect_hardware
+        self.instance = settings.state.instance_id or default_instance_id(settings)
+        self.state: StateBackend | None = None
+        self.hardware: HardwareReport | None = None  # set once the detection at start is done
+        self._hardware_task: asyncio.Task[None] | None = None
+        self.app: Any = None
         self.store: Any = None
         self.recorder: Any = None
         self._api: Any = None
@@ -92,16 +120,22 @@ class Engine:
 
         settings = self.settings
         agent = self._agent or (self._agent_factory or default_agent)(settings, self.bus)
+        state_settings = settings.state.model_copy(update={"instance_id": self.instance})
+        self.state = open_state(state_settings, settings.api, self.bus)
         self.service = CallService(
             agent=agent,
             bus=self.bus,
             media_address=settings.asterisk.media_address,
             media_format=settings.asterisk.media_format,
             media_connect_timeout_s=settings.asterisk.media_connect_timeout_s,
-            instance=settings.state.instance_id or "",
+            instance=self.instance,
+            rate_limiter=self.state.rate_limiter if self._rate_limit else None,
+            refusal_media=settings.asterisk.refusal_media,
+            refusal_max_s=settings.asterisk.refusal_max_s,
         )
         self.actions = EngineCallActions(self.service)
         try:
+            await self.state.start()
             if self._with_store:  # first, so the recorder sees every event of every call
                 await self._start_store()
             self._actions = self.bus.subscribe()
@@ -111,6 +145,10 @@ class Engine:
                 self._connect(server)
             if self._with_api:
                 self._start_api()
+            if self._detect_hardware:
+                self._hardware_task = asyncio.get_running_loop().create_task(
+                    self._detect(), name="hardware-detection"
+                )
         except BaseException:
             await self.stop()
             raise
@@ -122,29 +160,35 @@ class Engine:
 
         self.store = await Store.open(self.settings.store)
         self.recorder = CallRecorder(
-            self.store, self.bus, actions=self.actions, instance=self.settings.state.instance_id
+            self.store, self.bus, actions=self.actions, instance=self.instance
         )
         await self.recorder.start()
 
     def _start_api(self) -> None:
-        import uvicorn
+        from operadora.api.app import api_server, create_app
 
-        from operadora.api.app import create_app
-
-        class _Server(uvicorn.Server):
-            @contextlib.contextmanager
-            def capture_signals(self) -> Iterator[None]:  # the engine owns the signals
-                yield
-
-        app = create_app(self.settings, self.store, self.bus, self.actions)
-        config = uvicorn.Config(
-            app,
-            host=self.settings.api.host,
-            port=self.settings.api.port,
-            log_level=self.settings.log.level.lower(),
-        )
-        self._api = _Server(config)
+        self.app = create_app(self.settings, self.store, self.bus, self.actions, state=self.state)
+        # ends the dashboards' event streams when it shuts down; the engine owns the signals
+        self._api = api_server(self.app, self.settings)
         self._api_task = asyncio.get_running_loop().create_task(self._api.serve(), name="api")
+
+    async def _detect(self) -> None:
+        """Detect the telephony hardware once (``detect_hardware`` logs the one-line result)."""
+        from operadora.hardware import detect_hardware
+
+        ari = None
+        if self.connections:
+            ari = ari_get(next(iter(self.connections.values())).client)
+        try:
+            async with asyncio.timeout(HARDWARE_DETECTION_TIMEOUT_S):
+                self.hardware = await detect_hardware(self.settings, ari=ari)
+        except TimeoutError:
+            log.warning(
+                "telephony hardware detection took over %.0f s; given up",
+                HARDWARE_DETECTION_TIMEOUT_S,
+            )
+        except Exception:  # detection must never take the engine down
+            log.warning("telephony hardware detection failed", exc_info=True)
 
     def _connect(self, server: AriServerSettings) -> None:
         service = self.calls
@@ -209,6 +253,10 @@ class Engine:
                 )
 
     async def stop(self) -> None:
+        if self._hardware_task is not None:
+            self._hardware_task.cancel()
+            await asyncio.gather(self._hardware_task, return_exceptions=True)
+            self._hardware_task = None
         if self.service is not None:
             await self.service.close()
         for connection in self.connections.values():
@@ -229,19 +277,38 @@ class Engine:
         if self._api is not None and self._api_task is not None:
             self._api.should_exit = True
             await asyncio.gather(self._api_task, return_exceptions=True)
-            self._api = None
+            self._api = self._api_task = None
         if self.recorder is not None:
             await self.recorder.stop()
             self.recorder = None
         if self.store is not None:
             await self.store.close()
             self.store = None
+        if self.state is not None:
+            await self.state.stop()
+            self.state = None
 
     async def __aenter__(self) -> Engine:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def ari_get(client: AriClient) -> Callable[[str], Awaitable[Any]]:
+    """``GET <path under the ARI root>`` through the engine's client (hardware detection)."""
+
+    async def get(path: str) -> Any:
+        return await client.call(Operation("any", "get", "GET", path, (), "object", True))
+
+    return get
+
+
+def context_kwargs(session_class: Callable[..., Any], context: CallContext) -> dict[str, Any]:
+    """Who called and which number, for a voice session constructor that accepts them."""
+    accepted = inspect.signature(session_class).parameters
+    given = {"caller_id": context.caller_id, "caller_name": context.caller_name, "did": context.did}
+    return {name: value for name, value in given.items() if name in accepted}
 
 
 def default_agent(settings: Settings, bus: ev.EventBus) -> CallAgent:
@@ -252,7 +319,14 @@ def default_agent(settings: Settings, bus: ev.EventBus) -> CallAgent:
     engines = build_engines(settings.voice)
 
     async def run(media: MediaSession, context: CallContext) -> None:
-        session = VoiceAgentSession(media, engines, settings.voice, bus, context.call_id)
+        session = VoiceAgentSession(
+            media,
+            engines,
+            settings.voice,
+            bus,
+            context.call_id,
+            **context_kwargs(VoiceAgentSession, context),
+        )
         await session.run()
 
     return run

@@ -21,7 +21,7 @@ import pytest
 from operadora import events as ev
 from operadora.ari.errors import AriNotFound, AriServerError
 from operadora.ari.events import AriEvent, parse_event
-from operadora.ari.models import Bridge, Channel, LiveRecording
+from operadora.ari.models import Bridge, Channel, LiveRecording, Playback
 from operadora.calls.call import CallContext
 from operadora.calls.services import CallService
 from operadora.calls.stasis import StasisRouter
@@ -196,6 +196,29 @@ class FakeAri:
         return LiveRecording(
             name=name, format=media_format, state="queued", target_uri=f"bridge:{bridge_id}"
         )
+
+    async def play(
+        self, channel_id: str, media: str | list[str], playback_id: str | None = None
+    ) -> Playback:
+        media = [media] if isinstance(media, str) else list(media)
+        self._record("play", channelId=channel_id, media=media, playbackId=playback_id)
+        self._get(channel_id)
+        return Playback(
+            id=playback_id or str(uuid.uuid4()),
+            media_uri=media[0],
+            target_uri=f"channel:{channel_id}",
+            state="queued",
+        )
+
+    def finish_playback(self, playback_id: str, channel_id: str) -> None:
+        playback = {
+            "id": playback_id,
+            "media_uri": "sound:im-sorry",
+            "target_uri": f"channel:{channel_id}",
+            "language": "en",
+            "state": "done",
+        }
+        self.emit("PlaybackFinished", playback=playback)
 
     async def get_channel(self, channel_id: str) -> Channel:
         return Channel.model_validate(self._get(channel_id))

@@ -77,7 +77,7 @@ async def test_direct_route_and_agent_hangup_through_the_bus() -> None:
     kinds = []
     while not seen.empty():
         event = seen.get_nowait()
-        kinds.append(event.kind)
+        kinds.append(event.event_type)
         if isinstance(event, ev.CallEndedEvent):
             assert event.ended_by == "agent" and event.call_id == str(call_uuid)
     assert kinds.count("CallEndedEvent") == 1

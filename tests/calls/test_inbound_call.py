@@ -18,7 +18,7 @@ pytestmark = pytest.mark.unit
 
 
 def kinds(events: list[ev.DomainEvent]) -> list[str]:
-    return [e.kind for e in events]
+    return [e.event_type for e in events]
 
 
 async def start_call(h: Any, channel_id: str = "ch-1") -> Any:

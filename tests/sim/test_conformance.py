@@ -104,3 +104,19 @@ async def test_replay_fails_when_an_event_type_is_changed(tmp_path: Path, replay
 
     report = await replay(_mutated(trace, tmp_path, change_event))
     assert report.status == "FAIL"
+
+
+async def test_replay_fails_when_a_destroy_cause_is_changed(tmp_path: Path, replay: Any) -> None:
+    trace = next(t for t in TRACES if t.name.startswith("a2_"))
+
+    def change_cause(lines: list[dict[str, Any]]) -> None:
+        event = next(
+            line["event"]
+            for line in lines
+            if line["kind"] == "event" and line["event"]["type"] == "ChannelDestroyed"
+        )
+        event["cause"] = 17
+
+    report = await replay(_mutated(trace, tmp_path, change_cause))
+    assert report.status == "FAIL"
+    assert "cause" in report.format()

@@ -48,6 +48,8 @@ class Call:
     media_timer: asyncio.TimerHandle | None = None  # AudioSocket connection not arrived yet
     confirm_attempts: int = 0
     hangup_request_cause: int | None = None  # from a non-soft ChannelHangupRequest
+    refused: bool = False  # over the caller-ID rate limit: ends as spam
+    refusal_timer: asyncio.TimerHandle | None = None  # the refusal prompt's longest run
 
     @property
     def call_id(self) -> str:
@@ -71,6 +73,8 @@ class Call:
             self.ended_by = ended_by
 
     def disposition(self) -> str:
+        if self.refused:
+            return "spam"
         if self.failed:
             return "failed"
         if self.media_at is None:

@@ -10,14 +10,17 @@ import asyncio
 import logging
 import uuid
 from collections import deque
-from collections.abc import Coroutine, Iterable
-from typing import Any
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from operadora import events as ev
 from operadora.ari.client import AriClient
 from operadora.calls.agent import CallAgent
 from operadora.calls.call import Call, CallContext
 from operadora.calls.state import CallStateMachine
+
+if TYPE_CHECKING:
+    from operadora.state.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,9 @@ class CallRegistry:
         hangup_confirm_timeout_s: float = 5.0,
         media_connect_timeout_s: float = 5.0,
         remember_ended: int = 10_000,
+        rate_limiter: RateLimiter | None = None,
+        refusal_media: Sequence[str] = ("sound:im-sorry", "sound:please-try-call-later"),
+        refusal_max_s: float = 15.0,
     ) -> None:
         self.agent = agent
         self.bus = bus
@@ -56,6 +62,10 @@ class CallRegistry:
         self._ended_channels: set[tuple[str, str]] = set()
         self._ended_order: deque[tuple[str, str]] = deque()
         self._remember_ended = remember_ended
+        self.rate_limiter = rate_limiter  # None: every caller ID may call as often as it likes
+        self.refusal_media = tuple(refusal_media)
+        self.refusal_max_s = refusal_max_s
+        self.refused = 0  # calls answered with the refusal prompt (over the rate limit)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ended_calls = 0
         self.discarded = 0  # StasisStarts whose channel was gone before the answer

@@ -3,15 +3,16 @@
 Every method that touches a call takes that call's lock, so ARI events, the AudioSocket
 connection, the agent's requests and resynchronisation never interleave on one call.
 The pieces: ``registry.py`` (ids and lookups), ``inbound.py`` (set-up, media, agent),
-``teardown.py`` (hang-ups and records); this class adds shutdown.
+``teardown.py`` (hang-ups and records), ``admission.py`` (the rate limit per caller ID);
+this class adds shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 
+from operadora.calls.admission import CallAdmission
 from operadora.calls.call import Call
-from operadora.calls.inbound import InboundCalls
 from operadora.calls.registry import (
     BRIDGE_NAME_PREFIX,
     NORMAL_CLEARING,
@@ -22,7 +23,7 @@ from operadora.calls.state import CallState, CallTrigger
 __all__ = ["BRIDGE_NAME_PREFIX", "NORMAL_CLEARING", "UNKNOWN_CAUSE_TXT", "CallService"]
 
 
-class CallService(InboundCalls):
+class CallService(CallAdmission):
     """All calls of one engine process, across every configured Asterisk server."""
 
     def live_calls(self, server: str | None = None) -> list[Call]:

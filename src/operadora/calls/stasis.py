@@ -17,6 +17,7 @@ from operadora.ari.events import (
     ChannelDestroyed,
     ChannelDtmfReceived,
     ChannelHangupRequest,
+    PlaybackFinished,
     RecordingFailed,
     RecordingFinished,
     StasisEnd,
@@ -58,6 +59,7 @@ class StasisRouter:
             ChannelDestroyed,
             ChannelDtmfReceived,
             ChannelHangupRequest,
+            PlaybackFinished,
             RecordingFinished,
             RecordingFailed,
         )
@@ -100,6 +102,9 @@ class StasisRouter:
                 if call is not None and not event.soft and event.cause:
                     if call.channel_id == event.channel.id:
                         call.hangup_request_cause = event.cause
+            case PlaybackFinished():
+                if not self.service.playback_finished(event.playback.id):
+                    self.ignored["playback"] += 1
             case RecordingFinished() | RecordingFailed():
                 if self.actions is not None:
                     self.actions.recording_ended(
@@ -151,7 +156,7 @@ class StasisRouter:
             call.context.did,
             extra={"call_id": call.call_id, "channel_id": channel.id},
         )
-        service.spawn(service.set_up(call), name=f"setup-{call.call_id}")
+        service.spawn(service.admit(call), name=f"setup-{call.call_id}")
 
     def _stasis_end(self, event: StasisEnd) -> None:
         call = self.service.call_for_channel(self.server, event.channel.id)

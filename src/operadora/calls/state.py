@@ -2,8 +2,9 @@
 
 ```
 RINGING ─setup─▶ SETTING_UP ─bridged─▶ BRIDGED ─media_connected─▶ ACTIVE
-   │                                                               ▲
-   └──────────────────────────── direct_media ─────────────────────┘   (AudioSocket() route)
+   │  │                                                            ▲
+   │  └───────────────────────── direct_media ─────────────────────┘   (AudioSocket() route)
+   └─refuse─▶ REFUSING   (over the rate limit: answered, a polite prompt, then hung up)
 any live state ─hangup─▶ ENDING ─destroyed / vanished / timeout─▶ ENDED
 any live state ─destroyed / vanished─▶ ENDED
 ```
@@ -26,6 +27,7 @@ class CallState(enum.Enum):
     SETTING_UP = "setting_up"  # answer, bridge and externalMedia requested
     BRIDGED = "bridged"  # caller and media leg in one mixing bridge, waiting for AudioSocket
     ACTIVE = "active"  # the voice agent runs on the AudioSocket connection
+    REFUSING = "refusing"  # over the caller-ID rate limit: answered, hearing the refusal
     ENDING = "ending"  # a hang-up was requested; waiting for the caller channel to go
     ENDED = "ended"  # final: everything torn down, CallEndedEvent published
 
@@ -39,6 +41,7 @@ class CallTrigger(enum.Enum):
     BRIDGED = "bridged"
     MEDIA_CONNECTED = "media_connected"
     DIRECT_MEDIA = "direct_media"
+    REFUSE = "refuse"  # the caller ID called too often: spam
     HANGUP = "hangup"  # someone asked to end the call (caller left Stasis, agent, API, error)
     DESTROYED = "destroyed"  # the caller channel is gone (ChannelDestroyed)
     VANISHED = "vanished"  # the caller channel is gone, seen only by a resync
@@ -47,13 +50,14 @@ class CallTrigger(enum.Enum):
 
 S = CallState
 T = CallTrigger
-_LIVE = (S.RINGING, S.SETTING_UP, S.BRIDGED, S.ACTIVE)
+_LIVE = (S.RINGING, S.SETTING_UP, S.BRIDGED, S.ACTIVE, S.REFUSING)
 
 TRANSITIONS: dict[tuple[CallState, CallTrigger], CallState] = {
     (S.RINGING, T.SETUP): S.SETTING_UP,
     (S.SETTING_UP, T.BRIDGED): S.BRIDGED,
     (S.BRIDGED, T.MEDIA_CONNECTED): S.ACTIVE,
     (S.RINGING, T.DIRECT_MEDIA): S.ACTIVE,
+    (S.RINGING, T.REFUSE): S.REFUSING,
     **{(state, T.HANGUP): S.ENDING for state in _LIVE},
     **{(state, T.DESTROYED): S.ENDED for state in (*_LIVE, S.ENDING)},
     **{(state, T.VANISHED): S.ENDED for state in (*_LIVE, S.ENDING)},

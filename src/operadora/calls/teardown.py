@@ -142,7 +142,7 @@ class CallTeardown(CallRegistry):
 
     def _finish(self, call: Call, trigger: CallTrigger, *, publish: bool = True) -> None:
         call.sm.fire(trigger)
-        for timer in (call.timeout_handle, call.media_timer):
+        for timer in (call.timeout_handle, call.media_timer, call.refusal_timer):
             if timer is not None:
                 timer.cancel()
         if call.media is not None:

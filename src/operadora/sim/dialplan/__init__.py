@@ -1,0 +1,1 @@
+"""The simulator's dialplan: config parsing, substitution, applications and dialling."""

@@ -1,0 +1,1 @@
+"""The simulator's ARI HTTP and WebSocket routes, one module per resource group."""
