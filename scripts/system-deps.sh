@@ -3,7 +3,9 @@
 set -euo pipefail
 need=()
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# Asterisk English prompts (-wav: the audio; the base package: transcripts and the sounds/en link)
 dpkg -s asterisk-core-sounds-en-wav >/dev/null 2>&1 || need+=(asterisk-core-sounds-en-wav)
+dpkg -s asterisk-core-sounds-en >/dev/null 2>&1 || need+=(asterisk-core-sounds-en)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing Debian packages: ${need[*]} (run as root or: sudo apt-get install ${need[*]})" >&2

@@ -129,8 +129,12 @@ def build_agent(settings: AgentSettings, language: str) -> Agent:
 
 def vad_factory(settings: VoiceSettings) -> VadFactory:
     from operadora.audio.vad import make_vad
+    from operadora.audio.vad_batch import shared_silero_stream
 
     def make(sample_rate: int) -> VoiceActivity:
+        # One Silero model per process: a per-call model costs ~90 ms on the event loop.
+        if settings.vad.engine == "silero":
+            return shared_silero_stream(sample_rate)
         return make_vad(settings.vad, sample_rate)
 
     return make
