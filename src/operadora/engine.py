@@ -41,6 +41,10 @@ AgentFactory = Callable[[Settings, ev.EventBus], CallAgent]
 HARDWARE_DETECTION_TIMEOUT_S = 30.0  # detection runs beside the calls; it never delays them
 
 
+class EngineStartError(Exception):
+    """Something the engine needs at start is not there (e.g. the Redis of ``state``)."""
+
+
 def default_instance_id(settings: Settings) -> str:
     """This engine's name when ``state.instance_id`` is unset: host name and media port.
 
@@ -135,7 +139,13 @@ class Engine:
         )
         self.actions = EngineCallActions(self.service)
         try:
-            await self.state.start()
+            try:
+                await self.state.start()
+            except Exception as exc:  # Redis unreachable, refused, wrong URL
+                raise EngineStartError(
+                    f"cannot start the shared state (state.backend={settings.state.backend}): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
             if self._with_store:  # first, so the recorder sees every event of every call
                 await self._start_store()
             self._actions = self.bus.subscribe()

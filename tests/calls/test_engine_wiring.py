@@ -19,11 +19,11 @@ import pytest
 from operadora import events as ev
 from operadora.calls.call import CallContext
 from operadora.config import SimSettings, load_settings
-from operadora.engine import Engine, context_kwargs, default_instance_id
+from operadora.engine import Engine, EngineStartError, context_kwargs, default_instance_id
 from operadora.media import MediaSession
 from operadora.sim.server import start_simulator
 from operadora.store import CallFilter, Store
-from support import free_port
+from support import free_port, port_open, require
 
 pytestmark = pytest.mark.integration
 
@@ -60,11 +60,19 @@ async def until(check: Any, timeout_s: float = 15.0) -> None:
             await asyncio.sleep(0.02)
 
 
-def sim_settings(tmp_path: Path, sim: Any, password: str, **extra: Any) -> Any:
+def sim_settings(
+    tmp_path: Path, sim: Any, password: str, *, short_refusal: bool = False, **extra: Any
+) -> Any:
     media_port = free_port()
     server = {"name": "sim", "url": sim.ari_url, "password": password}
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    refusal = {"refusal_media": ["sound:beep"]} if short_refusal else {}
     return load_settings(
-        asterisk={"servers": [server], "media_address": f"127.0.0.1:{media_port}"},
+        asterisk={
+            "servers": [server],
+            "media_address": f"127.0.0.1:{media_port}",
+            **refusal,
+        },
         media={"port": media_port, "uvloop": False},
         store={"url": f"sqlite+aiosqlite:///{tmp_path / 'calls.db'}"},
         **extra,
@@ -339,3 +347,59 @@ def test_context_kwargs_passes_what_the_session_accepts() -> None:
 
     assert context_kwargs(Knows, context) == {"caller_id": "+34911", "did": "110"}
     assert context_kwargs(Unaware, context) == {}
+
+
+async def test_the_limit_is_shared_by_engines_on_redis(tmp_path: Path) -> None:
+    """Two engines (two Asterisk servers) sharing Redis count one number's calls together."""
+    require(port_open("127.0.0.1", 6379), "Redis on 127.0.0.1:6379")
+    number = f"+3460{secrets.randbelow(10**8):08d}"  # fresh key: other runs share the Redis
+    redis_state = {"backend": "redis", "redis_url": "redis://127.0.0.1:6379/0"}
+    sims, engines, rigs = [], [], []
+    try:
+        for n in range(2):
+            password = secrets.token_urlsafe(12)
+            sim = await start_simulator(SimSettings(port=0, password=password))
+            sims.append(sim)
+            settings = sim_settings(
+                tmp_path / str(n),
+                sim,
+                password,
+                state={**redis_state, "instance_id": f"engine-{n}"},
+                api={"rate_limit_calls": 2},
+                short_refusal=True,
+            )
+            agent, bus = HoldingAgent(), ev.EventBus()
+            engine = Engine(settings, agent=agent, bus=bus)
+            engines.append(engine)
+            await engine.start()
+            rigs.append(SimRig(sim, engine, agent, bus))
+            await engine.wait_connected(10)
+        first = sims[0].inbound_call(caller_id=number)
+        await until(lambda: first.channel_id in rigs[0].agent.contexts)
+        second = sims[1].inbound_call(caller_id=number)
+        await until(lambda: second.channel_id in rigs[1].agent.contexts)
+        third = sims[0].inbound_call(caller_id=number)  # the 3rd within the window
+        await asyncio.wait_for(third.wait_ended(), 10)
+        assert third.channel_id not in rigs[0].agent.contexts
+        call_id = rigs[0].arrived[third.channel_id].call_id
+        await until(lambda: call_id in rigs[0].ended)
+        assert rigs[0].ended[call_id].disposition == "spam"
+        assert (engines[0].calls.refused, engines[1].calls.refused) == (1, 0)
+        await first.hangup()
+        await second.hangup()
+    finally:
+        for rig in rigs:
+            rig.collector.cancel()
+        for engine in engines:
+            await engine.stop()
+        for sim in sims:
+            await sim.close()
+
+
+async def test_an_unreachable_redis_stops_the_start_with_one_clear_error(tmp_path: Path) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    settings = down_settings(tmp_path, state={"backend": "redis", "redis_url": url})
+    engine = Engine(settings, agent=HoldingAgent())
+    with pytest.raises(EngineStartError, match=r"state\.backend=redis"):
+        await asyncio.wait_for(engine.start(), 20)
+    assert engine.media_server is None and engine.connections == {} and engine.state is None

@@ -75,3 +75,36 @@ def test_warns_when_asterisk_cannot_reach_a_loopback_media_server() -> None:
     assert media_reachability_warning(local) is None
     bound = load_settings(asterisk={"media_address": "10.0.0.5:9092"}, media={"host": "0.0.0.0"})
     assert media_reachability_warning(bound) is None
+
+
+def test_serve_without_its_redis_exits_with_one_error_line(tmp_path: Path) -> None:
+    config = tmp_path / "operadora.toml"
+    config.write_text(
+        f"""
+[asterisk]
+servers = [{{ name = "pbx", url = "http://127.0.0.1:{free_port()}/ari", password = "pw" }}]
+
+[media]
+port = 0
+uvloop = false
+
+[api]
+port = {free_port()}
+
+[store]
+url = "sqlite+aiosqlite:///{tmp_path / "serve.db"}"
+
+[state]
+backend = "redis"
+redis_url = "redis://127.0.0.1:{free_port()}/0"
+
+[voice.stt]
+engine = "fake"
+
+[voice.tts]
+engine = "fake"
+"""
+    )
+    result = CliRunner().invoke(app, ["serve", "--config", str(config)])
+    assert result.exit_code == 1, result.output
+    assert "cannot start the engine" in result.output and "state.backend=redis" in result.output

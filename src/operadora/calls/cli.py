@@ -119,10 +119,12 @@ def register(app: typer.Typer) -> None:
         except ConfigError as exc:
             err_console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None
+        from operadora.engine import EngineStartError
+
         runner = _runner(settings)
         try:
             runner(serve(settings))
-        except (OSError, ImportError, ConfigError) as exc:  # port taken, extra missing, ...
+        except (OSError, ImportError, ConfigError, EngineStartError) as exc:  # port taken, ...
             err_console.print(f"[red]error:[/red] cannot start the engine: {exc}")
             raise typer.Exit(1) from None
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from operadora.sim import bridging
 from operadora.sim.audiosocket_link import FORMAT_RATE, AudioSocketLink
-from operadora.sim.dialplan.dial import attach_audiosocket, offer_to_device
+from operadora.sim.dialplan.dial import attach_audiosocket, cause_dial_status, offer_to_device
 from operadora.sim.dialplan.runner import start_dialplan
 from operadora.sim.lines import Line
 from operadora.sim.model import PRESENTATION, Channel, Json, Party, parse_caller_id
@@ -89,8 +89,14 @@ def originate(pbx: Pbx, req: Originate) -> Json:
     def ringing() -> None:
         pbx.emit("Dial", peer=one, dialstatus="RINGING", forward="", dialstring=dialstring)
 
+    def unanswered(cause: int) -> None:  # ast_dial reads the device's hang-up (busy, ...)
+        status = cause_dial_status(cause)
+        pbx.emit("Dial", peer=one, dialstatus=status, forward="", dialstring=dialstring)
+
     one.on_answer = answered
     one.on_ringing = ringing
+    if two is None:
+        one.on_unanswered_end = unanswered
     if two is not None:
         start_dialplan(pbx, two, two.context, two.exten, 1)
     else:
@@ -105,6 +111,7 @@ async def _no_answer(pbx: Pbx, ch: Channel, ring_s: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(ch.answered.wait(), ring_s)
     if ch.state != "Up" and not ch.destroyed:
+        ch.on_unanswered_end = None
         pbx.emit("Dial", peer=ch, dialstatus="NOANSWER", forward="", dialstring="")
         pbx.hangup_from_device(ch, 19)
 

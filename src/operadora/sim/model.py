@@ -148,6 +148,8 @@ class Channel:
     close_device: Callable[[], None] | None = None
     on_ringing: Callable[[], None] | None = None
     on_answer: Callable[[], None] | None = None
+    # a dialled channel that ends before it answered: Dial() / originate report its status
+    on_unanswered_end: Callable[[int], None] | None = None
     refer_to: str | None = None  # the destination of the phone's last REFER
     device_transfer: Callable[[str], None] | None = None  # NOTIFY progress to the phone
 

@@ -324,6 +324,10 @@ class Pbx:
         if peer_alive and peer is not None:
             peer.hanging_up = True
             self.emit("ChannelHangupRequest", channel=peer, cause=cause)
+        unanswered = ch.on_unanswered_end
+        ch.on_unanswered_end = None
+        if unanswered is not None and ch.state != "Up":
+            unanswered(cause)  # Dial BUSY/CONGESTION/...: after the request, before destroy
         late_caller = self.apply_pending_caller(ch)
         ch.destroyed = True
         ch.consumer = None

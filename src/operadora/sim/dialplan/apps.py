@@ -76,7 +76,8 @@ def _float(text: str, default: float) -> float:
 
 
 async def app_hangup(pbx: Pbx, ch: Channel, data: str) -> AppResult:
-    ch.hangup_cause = int(data) if data.strip().isdigit() else 16
+    # without a cause, the one the channel already has (a failed Dial() copies the callee's)
+    ch.hangup_cause = int(data) if data.strip().isdigit() else (ch.hangup_cause or 16)
     return -1
 
 
@@ -260,23 +261,21 @@ async def app_dial(pbx: Pbx, ch: Channel, data: str) -> AppResult:
     if not outs:
         pbx.set_variable(ch, "DIALSTATUS", "CHANUNAVAIL")
         return 0
-    answered = await _first_answer(outs, timeout or 3600.0)
+    failed: list[int] = []  # causes of the callees that ended without answering
     for out in outs:
-        if out is not answered and not out.channel.destroyed:
-            pbx.terminate(out.channel, 26)
+        out.channel.on_unanswered_end = _callee_failed(pbx, ch, out, failed)
+    try:
+        answered = await _first_answer(outs, timeout or 3600.0)
+    except asyncio.CancelledError:  # the caller hung up while they rang
+        _end_ringing(pbx, ch, outs, None, "CANCEL", 16)
+        raise
     if answered is None:
-        status = dial_status([o.channel.hangup_cause for o in outs])
-        for out in outs:
-            pbx.emit(
-                "Dial",
-                peer=out.channel,
-                caller=ch,
-                dialstatus=status,
-                forward="",
-                dialstring=out.dialstring,
-            )
+        ringing = any(not o.channel.destroyed for o in outs)
+        _end_ringing(pbx, ch, outs, None, "NOANSWER", 16)
+        status = "NOANSWER" if ringing else dial_status(failed)
         pbx.set_variable(ch, "DIALSTATUS", status)
         return 0
+    _end_ringing(pbx, ch, outs, answered, "CANCEL", 26)
     if ch.state != "Up":
         pbx.answer(ch)
     pbx.set_variable(ch, "DIALSTATUS", "ANSWER")
@@ -288,15 +287,67 @@ async def app_dial(pbx: Pbx, ch: Channel, data: str) -> AppResult:
     return -1
 
 
+def _callee_failed(
+    pbx: Pbx, caller: Channel, out: dial.Outbound, failed: list[int]
+) -> Callable[[int], None]:
+    """app_dial reading a hang-up from a ringing callee: the caller takes its cause, and a
+    ``Dial`` event reports it (``BUSY`` for 17, ...), before the callee is destroyed."""
+
+    def report(cause: int) -> None:
+        failed.append(cause)
+        if not caller.destroyed:
+            caller.hangup_cause = cause
+        pbx.emit(
+            "Dial",
+            peer=out.channel,
+            caller=caller,
+            dialstatus=dial.cause_dial_status(cause),
+            forward="",
+            dialstring=out.dialstring,
+        )
+
+    return report
+
+
+def _end_ringing(
+    pbx: Pbx,
+    caller: Channel,
+    outs: list[dial.Outbound],
+    answered: dial.Outbound | None,
+    status: str,
+    cause: int,
+) -> None:
+    """``Dial`` with ``status`` for every callee still ringing, then hang them up."""
+    ringing = [o for o in outs if o is not answered and not o.channel.destroyed]
+    for out in outs:
+        out.channel.on_unanswered_end = None
+    for out in ringing:
+        pbx.emit(
+            "Dial",
+            peer=out.channel,
+            caller=caller,
+            dialstatus=status,
+            forward="",
+            dialstring=out.dialstring,
+        )
+    for out in ringing:
+        pbx.terminate(out.channel, cause)
+
+
 def dial_status(causes: list[int]) -> str:
-    """DIALSTATUS when nobody answered, from the callees' hang-up causes."""
-    if causes and all(c == 17 for c in causes):
+    """DIALSTATUS once every callee ended without answering (app_dial's ``handle_cause``):
+    BUSY, CONGESTION or CHANUNAVAIL when each failed for such a reason (busy wins over
+    congestion, congestion over unavailable); NOANSWER when one just hung up (16, 19)."""
+    busy = causes.count(17)
+    congestion = causes.count(34)
+    nochan = sum(1 for c in causes if c not in (16, 17, 19, 34))
+    if not causes or busy + congestion + nochan != len(causes):
+        return "NOANSWER"
+    if busy:
         return "BUSY"
-    if causes and all(c in (34, 38, 42) for c in causes):
+    if congestion:
         return "CONGESTION"
-    if causes and all(c in (1, 27, 58) for c in causes):
-        return "CHANUNAVAIL"
-    return "NOANSWER"
+    return "CHANUNAVAIL"
 
 
 async def _first_answer(outs: list[dial.Outbound], ring_s: float) -> dial.Outbound | None:

@@ -139,6 +139,17 @@ def _outgoing_line(
         pbx.emit("Dial", peer=ch, caller=caller, dialstatus="", forward="", dialstring=dialstring)
 
 
+def cause_dial_status(cause: int) -> str:
+    """Asterisk's ``ast_hangup_cause_to_dial_status``: what a callee's hang-up cause reads as."""
+    if cause == 17:
+        return "BUSY"
+    if cause == 34:
+        return "CONGESTION"
+    if cause in (3, 20):
+        return "CHANUNAVAIL"
+    return "NOANSWER"
+
+
 async def ring_until_answer(out: Outbound, ring_s: float) -> bool:
     ch = out.channel
     if ch.technology == "AudioSocket":

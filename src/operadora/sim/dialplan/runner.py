@@ -89,7 +89,7 @@ async def run_dialplan(pbx: Pbx, ch: Channel, context: str, exten: str, priority
             if step is None:
                 if not plan.exists(context, exten, 1) and priority == 1:
                     log.warning("no extension %s@%s for %s", exten, context, ch.name)
-                pbx.terminate(ch, 16)
+                pbx.terminate(ch, ch.hangup_cause or 16)
                 return
             ch.context, ch.exten, ch.priority = context, exten, priority
             data = expand(pbx, ch, step.data)
