@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -168,3 +169,20 @@ def test_only_a_ringing_call_can_be_refused() -> None:
     assert refused.fire(CallTrigger.REFUSE) is CallState.REFUSING
     assert refused.state.live
     assert refused.fire(CallTrigger.HANGUP) is CallState.ENDING
+
+
+class SlowLimiter:
+    limit, window_s = 5, 60.0
+
+    async def allow(self, caller_id: str) -> bool:
+        await asyncio.sleep(3600)
+        return False
+
+
+async def test_a_slow_limiter_lets_calls_in(harness: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = harness
+    monkeypatch.setattr("operadora.calls.admission.LIMITER_TIMEOUT_S", 0.05)
+    h.service.rate_limiter = SlowLimiter()
+    h.ari.add_caller("ch-1")
+    await h.until(lambda: len(h.agent.contexts) == 1)
+    assert h.service.refused == 0

@@ -249,20 +249,32 @@ async def test_stop_completes_while_a_dashboard_event_stream_is_open(tmp_path: P
 
 
 async def test_hardware_is_detected_through_the_engines_ari_client(
-    sim_rig: SimRig, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     caplog.set_level(logging.INFO, logger="operadora.hardware.detect")
-    engine = sim_rig.engine
-    await until(lambda: engine.hardware is not None)
-    report = engine.hardware
-    assert report is not None
-    assert report.gateway.source == "ari"
-    assert report.gateway.endpoints and all(
-        e.resource.startswith("gateway-fxo") and e.server == "sim" for e in report.gateway.endpoints
-    )
-    assert report.hardware_type in ("gateway", "both")
+
+    def no_own_client(server: Any) -> Any:
+        raise AssertionError("detection must use the engine's ARI client")
+
+    monkeypatch.setattr("operadora.hardware.detect.make_ari_get", no_own_client)
+    password = secrets.token_urlsafe(12)
+    sim = await start_simulator(SimSettings(port=0, password=password))
+    try:
+        settings = sim_settings(tmp_path, sim, password)
+        async with Engine(settings, agent=HoldingAgent()) as engine:
+            await until(lambda: engine.hardware is not None)
+            report = engine.hardware
+            assert report is not None and report.gateway.source == "ari", report
+            assert report.gateway.endpoints and all(
+                e.resource.startswith("gateway-fxo") and e.server == "sim"
+                for e in report.gateway.endpoints
+            )
+            assert report.hardware_type in ("gateway", "both")
+            assert report.pipeline.route_preference[0] in ("gateway", "dahdi")
+    finally:
+        await sim.close()
     logged = [r for r in caplog.records if r.getMessage().startswith("telephony hardware:")]
-    assert len(logged) <= 1  # the detection may have finished before caplog was set
+    assert len(logged) == 1 and logged[0].levelno == logging.INFO
 
 
 async def test_hardware_detection_never_blocks_or_breaks_start(

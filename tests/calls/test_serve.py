@@ -77,8 +77,12 @@ def test_warns_when_asterisk_cannot_reach_a_loopback_media_server() -> None:
     assert media_reachability_warning(bound) is None
 
 
-def test_serve_without_its_redis_exits_with_one_error_line(tmp_path: Path) -> None:
+def test_serve_without_its_redis_exits_with_one_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = tmp_path / "operadora.toml"
+    # load_settings records the file in OPERADORA_CONFIG: restored after the test
+    monkeypatch.setenv("OPERADORA_CONFIG", str(config))
     config.write_text(
         f"""
 [asterisk]

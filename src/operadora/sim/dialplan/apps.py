@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from operadora.sim import playback
 from operadora.sim.audiosocket_link import AudioSocketLink
-from operadora.sim.dialplan import dial
+from operadora.sim.dialplan import dial, ivr
+from operadora.sim.dialplan.expr import truth
 from operadora.sim.dialplan.queues import QueueConfig
 from operadora.sim.dialplan.runner import AppResult, Goto, resolve_goto
 from operadora.sim.model import Channel
@@ -82,14 +84,26 @@ async def app_hangup(pbx: Pbx, ch: Channel, data: str) -> AppResult:
 
 
 async def app_busy(pbx: Pbx, ch: Channel, data: str) -> AppResult:
-    await asyncio.sleep(_float(data, 0.0))
-    ch.hangup_cause = 17
-    return -1
+    return await _refuse(pbx, ch, data, 17)
 
 
 async def app_congestion(pbx: Pbx, ch: Channel, data: str) -> AppResult:
-    await asyncio.sleep(_float(data, 0.0))
-    ch.hangup_cause = 34
+    return await _refuse(pbx, ch, data, 34)
+
+
+async def _refuse(pbx: Pbx, ch: Channel, data: str, cause: int) -> AppResult:
+    """``Busy``/``Congestion([timeout])``: an unanswered channel turns ``Busy`` and takes the
+    cause (17 / 34); then it waits ``timeout`` seconds, or without one until the caller hangs
+    up, and hangs up."""
+    if ch.state != "Up":
+        ch.hangup_cause = cause
+        pbx.set_state(ch, "Busy")
+    seconds = _float(data, -1.0)
+    if seconds >= 0:
+        await asyncio.sleep(seconds)
+    else:
+        await _forever()
+    ch.hangup_cause = ch.hangup_cause or 16
     return -1
 
 
@@ -117,17 +131,6 @@ async def app_playback(pbx: Pbx, ch: Channel, data: str) -> AppResult:
         if not ch.destroyed:
             pbx.set_variable(ch, "PLAYBACKSTATUS", status)
     return 0
-
-
-async def app_background(pbx: Pbx, ch: Channel, data: str) -> AppResult:
-    return await app_playback(pbx, ch, data)
-
-
-async def app_waitexten(pbx: Pbx, ch: Channel, data: str) -> AppResult:
-    await app_wait(pbx, ch, data or "10")
-    if pbx.config.dialplan.exists(ch.context, "t"):
-        return Goto(ch.context, "t", 1)
-    return -1
 
 
 async def app_echo(pbx: Pbx, ch: Channel, data: str) -> AppResult:
@@ -166,17 +169,61 @@ async def app_set(pbx: Pbx, ch: Channel, data: str) -> AppResult:
     if not sep:
         return 0
     name = name.strip()
-    if name.upper() == "CHANNEL(LANGUAGE)":
-        ch.language = value
-        return 0
-    if name.upper().startswith("CALLERID(NUM"):
-        ch.caller.number = value
-        return 0
-    if name.upper().startswith("CALLERID(NAME"):
-        ch.caller.name = value
+    if name.endswith(")"):
+        write_function(ch, name, value)
         return 0
     pbx.set_variable(ch, name.lstrip("_"), value)
     return 0
+
+
+def write_function(ch: Channel, name: str, value: str) -> None:
+    """``Set(FUNC(args)=value)``: a function write, which emits no ``ChannelVarset``."""
+    upper = name.upper()
+    if upper == "CHANNEL(LANGUAGE)":
+        ch.language = value
+    elif upper.startswith("CALLERID(NUM"):
+        ch.caller.number = value
+    elif upper.startswith("CALLERID(NAME"):
+        ch.caller.name = value
+    else:  # e.g. PJSIP_TRANSFER_HANDLING()=ari-only, which transfer.py reads
+        ch.variables[name] = value
+
+
+async def app_execif(pbx: Pbx, ch: Channel, data: str) -> AppResult:
+    """``ExecIf(expression?app(args)[:app(args)])``: run one application, or the other."""
+    condition, sep, branches = data.partition("?")
+    if not sep:
+        log.warning("ExecIf requires an argument: expression?app(args)[:app(args)]")
+        return -1
+    when_true, when_false = _split_branches(branches)
+    chosen = when_true if truth(condition) else when_false
+    if not chosen.strip():
+        return 0
+    match = re.match(r"^\s*([A-Za-z0-9_]+)\s*(?:\((.*)\))?\s*$", chosen, re.S)
+    app = APPS.get(match.group(1).lower()) if match else None
+    if match is None or app is None:
+        log.warning("ExecIf: application %r is not simulated", chosen)
+        return -1
+    saved = ch.app_name, ch.app_data
+    ch.app_name, ch.app_data = match.group(1), match.group(2) or ""
+    pbx.emit("ChannelDialplan", channel=ch, dialplan_app=ch.app_name, dialplan_app_data=ch.app_data)
+    try:
+        return await app(pbx, ch, ch.app_data)
+    finally:
+        ch.app_name, ch.app_data = saved
+
+
+def _split_branches(text: str) -> tuple[str, str]:
+    """``a(x:y):b(z)`` -> ``("a(x:y)", "b(z)")``: the ``:`` outside parentheses."""
+    depth = 0
+    for i, char in enumerate(text):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth = max(0, depth - 1)
+        elif char == ":" and depth == 0:
+            return text[:i], text[i + 1 :]
+    return text, ""
 
 
 async def app_goto(pbx: Pbx, ch: Channel, data: str) -> AppResult:
@@ -275,11 +322,14 @@ async def app_dial(pbx: Pbx, ch: Channel, data: str) -> AppResult:
         status = "NOANSWER" if ringing else dial_status(failed)
         pbx.set_variable(ch, "DIALSTATUS", status)
         return 0
-    _end_ringing(pbx, ch, outs, answered, "CANCEL", 26)
+    for out in outs:
+        out.channel.on_unanswered_end = None
     if ch.state != "Up":
         pbx.answer(ch)
     pbx.set_variable(ch, "DIALSTATUS", "ANSWER")
-    bridge = dial.connect_answered(pbx, ch, answered)
+    bridge = dial.connect_answered(
+        pbx, ch, answered, lambda: _end_ringing(pbx, ch, outs, answered, "CANCEL", 26)
+    )
     cause = await dial.stay_bridged(pbx, ch, answered, bridge)
     if "g" in options:
         return 0
@@ -425,8 +475,9 @@ APPS: dict[str, App] = {
     "ringing": app_ringing,
     "progress": app_noop,
     "playback": app_playback,
-    "background": app_background,
-    "waitexten": app_waitexten,
+    "background": ivr.app_background,
+    "waitexten": ivr.app_waitexten,
+    "execif": app_execif,
     "echo": app_echo,
     "milliwatt": app_milliwatt,
     "musiconhold": app_musiconhold,

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -159,8 +160,11 @@ async def ring_until_answer(out: Outbound, ring_s: float) -> bool:
     return ch.state == "Up" and not ch.destroyed
 
 
-def connect_answered(pbx: Pbx, caller: Channel, out: Outbound) -> Bridge:
-    """The callee answered: ``Dial ANSWER``, then both join a new basic bridge."""
+def connect_answered(
+    pbx: Pbx, caller: Channel, out: Outbound, on_answer: Callable[[], None] | None = None
+) -> Bridge:
+    """The callee answered: ``Dial ANSWER``, ``on_answer`` (the other callees are cancelled),
+    then both join a new basic bridge."""
     ch = out.channel
     pbx.set_state(ch, "Up")
     ch.exten = out.answer_exten
@@ -170,6 +174,8 @@ def connect_answered(pbx: Pbx, caller: Channel, out: Outbound) -> Bridge:
             "ChannelDialplan", channel=ch, dialplan_app=out.app, dialplan_app_data="(Outgoing Line)"
         )
     pbx.emit("Dial", peer=ch, caller=caller, dialstatus="ANSWER", forward="", dialstring=dialstring)
+    if on_answer is not None:
+        on_answer()
     bridge = bridging.create_bridge(pbx, "mixing", bridge_class="basic")
     if out.app != "AppQueue":
         pbx.emit(

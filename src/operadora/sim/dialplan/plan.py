@@ -63,6 +63,20 @@ class Dialplan:
     def exists(self, context: str, exten: str, priority: int = 1) -> bool:
         return self.step(context, exten, priority) is not None
 
+    def can_match_more(self, context: str, prefix: str, _depth: int = 0) -> bool:
+        """Asterisk's ``ast_matchmore_extension``: could more digits after ``prefix`` still
+        reach an extension of ``context`` (includes followed)?"""
+        ctx = self.contexts.get(context)
+        if ctx is None or _depth > 8:
+            return False
+        for key in ctx.extensions:
+            if key.startswith("_"):
+                if pattern_extends(key, prefix):
+                    return True
+            elif len(key) > len(prefix) and key.startswith(prefix):
+                return True
+        return any(self.can_match_more(inc, prefix, _depth + 1) for inc in ctx.includes)
+
 
 def _pattern_rank(key: str) -> tuple[int, str]:
     # more specific first: fewer wildcards, longer patterns
@@ -98,6 +112,36 @@ def _pattern_regex(pattern: str) -> re.Pattern[str]:
 
 def pattern_matches(pattern: str, exten: str) -> bool:
     return bool(_pattern_regex(pattern).match(exten))
+
+
+def _pattern_elements(pattern: str) -> list[str]:
+    """``_NXX.`` -> ``["N", "X", "X", "."]`` (a ``[...]`` class is one element)."""
+    body, out, i = pattern[1:], [], 0
+    while i < len(body):
+        if body[i] == "[":
+            end = body.find("]", i)
+            end = len(body) - 1 if end < 0 else end
+            out.append(body[i : end + 1])
+            i = end + 1
+            continue
+        out.append(body[i])
+        i += 1
+    return out
+
+
+def pattern_extends(pattern: str, prefix: str) -> bool:
+    """True if ``prefix`` plus at least one more digit may still match ``pattern``."""
+    elements = _pattern_elements(pattern)
+    for n, char in enumerate(prefix):
+        if n >= len(elements):
+            return False
+        element = elements[n]
+        if element in (".", "!"):
+            return True
+        if not pattern_matches("_" + element, char):
+            return False
+    rest = elements[len(prefix) :]
+    return bool(rest) and rest != ["!"]
 
 
 _APP = re.compile(r"^\s*([A-Za-z0-9_]+)\s*(?:\((.*)\))?\s*$", re.S)

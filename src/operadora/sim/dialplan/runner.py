@@ -34,6 +34,8 @@ def variable_lookup(pbx: Pbx, ch: Channel) -> dict[str, str]:
         "CHANNEL(name)": ch.name,
         "CHANNEL(language)": ch.language,
         "CHANNEL(state)": ch.state,
+        "CHANNEL(channeltype)": ch.technology,
+        "CHANNEL(uniqueid)": ch.id,
         "UNIQUEID": ch.id,
         "EXTEN": ch.exten,
         "CONTEXT": ch.context,

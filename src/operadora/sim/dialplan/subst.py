@@ -5,40 +5,52 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
+from operadora.sim.dialplan.expr import evaluate_expression
+
 Lookup = Callable[[str], str | None]
 
 
 def substitute(text: str, lookup: Lookup) -> str:
-    """Replace every ``${...}`` (nested ones first); unknown names become empty strings."""
+    """Replace every ``${...}`` and ``$[...]`` (what they contain first); unknown names become
+    empty strings, an expression its value (``expr.py``)."""
     out: list[str] = []
     i = 0
     while i < len(text):
-        start = text.find("${", i)
+        start = _next_open(text, i)
         if start < 0:
             out.append(text[i:])
             break
         out.append(text[i:start])
-        depth = 0
-        j = start + 2
-        end = -1
-        while j < len(text):
-            if text.startswith("${", j):
-                depth += 1
-                j += 2
-                continue
-            if text[j] == "}":
-                if depth == 0:
-                    end = j
-                    break
-                depth -= 1
-            j += 1
+        opener, closer = text[start + 1], "}" if text[start + 1] == "{" else "]"
+        end = _closing(text, start + 2, opener, closer)
         if end < 0:  # unterminated: keep literally
             out.append(text[start:])
             break
         inner = substitute(text[start + 2 : end], lookup)
-        out.append(evaluate(inner, lookup))
+        out.append(evaluate(inner, lookup) if opener == "{" else evaluate_expression(inner))
         i = end + 1
     return "".join(out)
+
+
+def _next_open(text: str, start: int) -> int:
+    found = [p for p in (text.find("${", start), text.find("$[", start)) if p >= 0]
+    return min(found) if found else -1
+
+
+def _closing(text: str, j: int, opener: str, closer: str) -> int:
+    """Where the ``${``/``$[`` opened just before ``j`` closes (nested ones skipped)."""
+    depth = 0
+    while j < len(text):
+        if text.startswith("$" + opener, j):
+            depth += 1
+            j += 2
+            continue
+        if text[j] == closer:
+            if depth == 0:
+                return j
+            depth -= 1
+        j += 1
+    return -1
 
 
 def evaluate(expr: str, lookup: Lookup) -> str:
