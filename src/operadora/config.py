@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +25,8 @@ from pydantic_settings import (
 )
 
 CONFIG_FILE_ENV = "OPERADORA_CONFIG"
+# The config file named on the command line; wins over OPERADORA_CONFIG, never written to it.
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("operadora_config_file", default=None)
 
 
 class _Section(BaseModel):
@@ -304,7 +307,7 @@ class Settings(BaseSettings):
             env_settings,
             _DesignNamesSource(settings_cls, os.environ),
         ]
-        path = os.environ.get(CONFIG_FILE_ENV)
+        path = _CONFIG_FILE.get() or os.environ.get(CONFIG_FILE_ENV)
         if path:
             sources.append(_file_source(settings_cls, Path(path)))
         return tuple(sources)
@@ -326,8 +329,7 @@ def _file_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSe
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings, turning validation errors into one message per bad setting."""
-    if config_file is not None:
-        os.environ[CONFIG_FILE_ENV] = str(config_file)
+    token = _CONFIG_FILE.set(config_file)
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -337,6 +339,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             env = "OPERADORA_" + "__".join(str(p).upper() for p in err["loc"])
             lines.append(f"setting {name} ({env}): {err['msg']}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    finally:
+        _CONFIG_FILE.reset(token)
 
 
 def masked(settings: Settings) -> dict[str, Any]:

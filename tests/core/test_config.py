@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,11 @@ def test_config_show_reports_bad_config(monkeypatch: pytest.MonkeyPatch) -> None
     result = CliRunner().invoke(app, ["config", "show"])
     assert result.exit_code == 2
     assert "api.port" in result.output
+
+
+def test_config_file_does_not_leak_into_later_loads(tmp_path: Path) -> None:
+    cfg = tmp_path / "operadora.toml"
+    cfg.write_text("[media]\nport = 9300\n")
+    assert load_settings(cfg).media.port == 9300
+    assert CONFIG_FILE_ENV not in os.environ
+    assert load_settings().media.port == 9092

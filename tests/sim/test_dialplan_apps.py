@@ -41,7 +41,8 @@ exten => execif,1,ExecIf($["${CHANNEL(channeltype)}" = "${KIND}"]?Set(A=yes):Set
 exten => labels,1,NoOp(not here)
  same => n(first),Hangup(21)
 
-exten => menu,1,Background(silence/1&tt-weasels)
+exten => menu,1,Set(TIMEOUT(digit)=0.3)
+ same => n,Background(silence/1&hello-world)
  same => n,WaitExten(0.3)
  same => n,NoOp(no digit)
  same => n,Hangup()
@@ -63,6 +64,11 @@ exten => busy,1,Answer()
 [menu-t]
 exten => s,1,WaitExten(0.2)
 exten => t,1,NoOp(timeout)
+ same => n,Hangup()
+
+[menu-d]
+exten => s,1,WaitExten(5)
+exten => 5,1,NoOp(five)
  same => n,Hangup()
 
 [menu-none]
@@ -195,7 +201,7 @@ async def test_background_digits_choose_the_extension(
 ) -> None:
     simulator, events = sim
     line = simulator.inbound_call("PJSIP/gateway-fxo-1", context="t", extension="menu")
-    await until(lambda: ("Background", "silence/1&tt-weasels") in steps(events))
+    await until(lambda: ("Background", "silence/1&hello-world") in steps(events))
     if digits == "1":
         digits = "12"  # 1 could become 12 or 123: the PBX waits for more; 12 could become 123
     await line.send_dtmf(digits)
@@ -212,7 +218,7 @@ async def test_a_longer_extension_is_collected_in_full(
 ) -> None:
     simulator, events = sim
     line = simulator.inbound_call("PJSIP/gateway-fxo-1", context="t", extension="menu")
-    await until(lambda: ("Background", "silence/1&tt-weasels") in steps(events))
+    await until(lambda: ("Background", "silence/1&hello-world") in steps(events))
     await line.send_dtmf("123")
     await asyncio.wait_for(line.wait_ended(), 10)
     assert ("NoOp", "one-two-three") in steps(events)
@@ -227,8 +233,16 @@ async def test_waitexten_without_a_digit_goes_on(sim: tuple[Simulator, list[Even
 
 async def test_waitexten_digit_during_the_wait(sim: tuple[Simulator, list[Event]]) -> None:
     simulator, events = sim
+    line = simulator.inbound_call("PJSIP/gateway-fxo-1", context="menu-d", extension="s")
+    await until(lambda: ("WaitExten", "5") in steps(events))
+    await line.send_dtmf("5")
+    await asyncio.wait_for(line.wait_ended(), 2)
+    assert steps(events) == [("WaitExten", "5"), ("NoOp", "five"), ("Hangup", "")]
+
+
+async def test_waitexten_timeout_goes_to_t(sim: tuple[Simulator, list[Event]]) -> None:
+    simulator, events = sim
     line = simulator.inbound_call("PJSIP/gateway-fxo-1", context="menu-t", extension="s")
-    await until(lambda: ("WaitExten", "0.2") in steps(events))
     await asyncio.wait_for(line.wait_ended(), 5)
     assert steps(events)[-2:] == [("NoOp", "timeout"), ("Hangup", "")]
 
@@ -248,7 +262,7 @@ async def test_congestion_on_an_unanswered_channel(sim: tuple[Simulator, list[Ev
     states = [e["channel"]["state"] for e in events if e["type"] == "ChannelStateChange"]
     assert states == ["Busy"]
     gone = next(e for e in events if e["type"] == "ChannelDestroyed")
-    assert (gone["cause"], gone["cause_txt"]) == (34, "Normal circuit congestion")
+    assert (gone["cause"], gone["cause_txt"]) == (34, "Circuit/channel congestion")
 
 
 async def test_busy_on_an_answered_channel_keeps_it_up(

@@ -2,8 +2,9 @@
 
 A digit pressed while ``Background`` plays stops the prompt; a digit within ``WaitExten``'s
 time ends the wait. Then, like the PBX core (``__ast_pbx_run``), more digits are read while
-they may still lead to a longer extension (5 s each), and the call goes to that extension at
-priority 1; to ``i`` (``INVALID_EXTEN`` set) when none matches, or hangs up without ``i``.
+they may still lead to a longer extension (``TIMEOUT(digit)`` apart, 5 s by default), and the
+call goes to that extension at priority 1; to ``i`` (``INVALID_EXTEN`` set) when none matches,
+or hangs up without ``i``.
 ``WaitExten`` with no digit at all continues at the next priority when there is one, else
 goes to ``t``, else hangs up.
 """
@@ -53,7 +54,7 @@ async def select_extension(pbx: Pbx, ch: Channel, reader: DigitReader, first: st
     plan = pbx.config.dialplan
     dialled = first
     while plan.can_match_more(ch.context, dialled):
-        digit = await reader.next(DIGIT_TIMEOUT_S)
+        digit = await reader.next(digit_timeout(ch))
         if digit is None:
             break
         dialled += digit
@@ -65,6 +66,17 @@ async def select_extension(pbx: Pbx, ch: Channel, reader: DigitReader, first: st
         return Goto(ch.context, "i", 1)
     log.warning("invalid extension %r in %s and no 'i' extension", dialled, ch.context)
     return -1
+
+
+def digit_timeout(ch: Channel) -> float:
+    """Seconds between digits: ``Set(TIMEOUT(digit)=...)`` or Asterisk's default 5 s."""
+    for name, value in ch.variables.items():
+        if name.upper() == "TIMEOUT(DIGIT)":
+            try:
+                return max(0.0, float(value))
+            except ValueError:
+                break
+    return DIGIT_TIMEOUT_S
 
 
 def _options(data: str) -> tuple[list[str], str]:
