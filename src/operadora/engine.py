@@ -11,7 +11,6 @@ control and to the API; and, in the background, the telephony hardware detection
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import socket
 from collections.abc import Awaitable, Callable
@@ -314,15 +313,9 @@ def ari_get(client: AriClient) -> Callable[[str], Awaitable[Any]]:
     return get
 
 
-def context_kwargs(session_class: Callable[..., Any], context: CallContext) -> dict[str, Any]:
-    """Who called and which number, for a voice session constructor that accepts them."""
-    accepted = inspect.signature(session_class).parameters
-    given = {"caller_id": context.caller_id, "caller_name": context.caller_name, "did": context.did}
-    return {name: value for name, value in given.items() if name in accepted}
-
-
 def default_agent(settings: Settings, bus: ev.EventBus) -> CallAgent:
     """The configured voice agent (``operadora.voice``), its engines loaded once per process."""
+    from operadora.voice.engines import CallerInfo
     from operadora.voice.factory import build_engines
     from operadora.voice.session import VoiceAgentSession
 
@@ -335,7 +328,7 @@ def default_agent(settings: Settings, bus: ev.EventBus) -> CallAgent:
             settings.voice,
             bus,
             context.call_id,
-            **context_kwargs(VoiceAgentSession, context),
+            caller=CallerInfo(context.caller_id, context.caller_name, context.did),
         )
         await session.run()
 

@@ -19,7 +19,7 @@ import pytest
 from operadora import events as ev
 from operadora.calls.call import CallContext
 from operadora.config import SimSettings, load_settings
-from operadora.engine import Engine, EngineStartError, context_kwargs, default_instance_id
+from operadora.engine import Engine, EngineStartError, default_instance_id
 from operadora.media import MediaSession
 from operadora.sim.server import start_simulator
 from operadora.store import CallFilter, Store
@@ -348,17 +348,16 @@ async def test_calls_are_published_with_the_instance(sim_rig: SimRig) -> None:
 # -- 5. caller ID / DID for the voice agent --------------------------------------------------------
 
 
-def test_context_kwargs_passes_what_the_session_accepts() -> None:
-    context = CallContext("c1", caller_id="+34911", caller_name="Ana", did="110")
+def test_the_llm_agent_is_told_who_called_and_which_number() -> None:
+    from operadora.voice.agent.llm import LlmAgent
+    from operadora.voice.engines import CallerInfo
 
-    class Knows:
-        def __init__(self, media: object, *, caller_id: str = "", did: str = "") -> None: ...
-
-    class Unaware:
-        def __init__(self, media: object, *, greet: bool = True) -> None: ...
-
-    assert context_kwargs(Knows, context) == {"caller_id": "+34911", "did": "110"}
-    assert context_kwargs(Unaware, context) == {}
+    agent = LlmAgent(client=None, system_prompt="You are Acme's agent.", greeting=None)  # type: ignore[arg-type]
+    conversation = agent.conversation("c1", CallerInfo("+34911", "Ana", "110"))
+    system = conversation.messages[0]["content"]
+    assert system.startswith("You are Acme's agent.")
+    assert "Ana <+34911>" in system and "110" in system
+    assert agent.conversation("c2").messages[0]["content"] == "You are Acme's agent."
 
 
 async def test_the_limit_is_shared_by_engines_on_redis(tmp_path: Path) -> None:

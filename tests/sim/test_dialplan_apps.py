@@ -169,7 +169,7 @@ async def test_execif_set_expressions_and_goto_labels(sim: tuple[Simulator, list
     await asyncio.wait_for(line.wait_ended(), 5)
     ran = steps(events)
     assert ran[:3] == [
-        ("ExecIf", '1?Set(A=yes):Set(A=no)'),
+        ("ExecIf", "1?Set(A=yes):Set(A=no)"),
         ("Set", "A=yes"),  # the branch runs as its own step, like pbx_exec
         ("ExecIf", "0?Set(B=long):Set(B=short)"),
     ]
@@ -184,7 +184,7 @@ async def test_execif_set_expressions_and_goto_labels(sim: tuple[Simulator, list
 
 
 async def test_the_function_write_is_on_the_channel(sim: tuple[Simulator, list[Event]]) -> None:
-    simulator, events = sim
+    simulator, _ = sim
     line = simulator.inbound_call("PJSIP/gateway-fxo-1", context="t", extension="execif")
     channel = line.channel
     await asyncio.wait_for(line.wait_ended(), 5)
@@ -277,9 +277,9 @@ async def test_busy_on_an_answered_channel_keeps_it_up(
 
 
 async def test_busy_without_a_timeout_waits_for_the_caller(
-    sim: tuple[Simulator, list[Event]], tmp_path: Path
+    sim: tuple[Simulator, list[Event]],
 ) -> None:
-    simulator, events = sim
+    simulator, _ = sim
     simulator.pbx.config.dialplan.contexts.update(
         parse_dialplan("[wait]\nexten => s,1,Busy()\n").contexts
     )

@@ -13,9 +13,9 @@ import pytest
 from pydantic import SecretStr
 
 from operadora.config import SimSettings
-from operadora.sim.calls import Originate, originate
 from operadora.sim.callers.devices import extension_dial_handler
 from operadora.sim.callers.extensions import Directory, DirectorySettings, ExtensionBehaviour
+from operadora.sim.calls import Originate, originate
 from operadora.sim.dialplan.apps import dial_status
 from operadora.sim.dialplan.dial import cause_dial_status
 from operadora.sim.lines import Line
@@ -85,7 +85,9 @@ async def call(simulator: Simulator, targets: str, ring_s: int = 20) -> Line:
 
 
 def dials(events: list[Event]) -> list[tuple[str, str]]:
-    return [(e["peer"]["name"].split("-")[0], e["dialstatus"]) for e in events if e["type"] == "Dial"]
+    return [
+        (e["peer"]["name"].split("-")[0], e["dialstatus"]) for e in events if e["type"] == "Dial"
+    ]
 
 
 def dialstatus(events: list[Event]) -> str:
@@ -94,7 +96,7 @@ def dialstatus(events: list[Event]) -> str:
         for e in events
         if e["type"] == "ChannelDialplan" and e["dialplan_app"] == "NoOp"
     ]
-    return noop[-1].removeprefix("DIALSTATUS=")
+    return str(noop[-1]).removeprefix("DIALSTATUS=")
 
 
 def order(events: list[Event], channel_prefix: str) -> list[str]:
@@ -103,7 +105,9 @@ def order(events: list[Event], channel_prefix: str) -> list[str]:
         e["type"] if e["type"] != "Dial" else f"Dial {e['dialstatus']}"
         for e in events
         if e["type"] in kinds
-        and e.get("peer", e.get("channel", {}))["name"].startswith(channel_prefix)
+        and str((e.get("peer") or e.get("channel") or {}).get("name", "")).startswith(
+            channel_prefix
+        )
     ]
 
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from operadora.media import AudioIn, DtmfIn, InboundItem
-from operadora.voice.engines import AgentAction, AgentOutput, AgentText
+from operadora.voice.engines import AgentAction, AgentOutput, AgentText, CallerInfo
 
 T = TypeVar("T")
 
@@ -242,5 +242,5 @@ class ScriptedAgent:
     conversation_: ScriptedConversation
     name: str = "scripted-fake"
 
-    def conversation(self, call_id: str) -> ScriptedConversation:
+    def conversation(self, call_id: str, caller: CallerInfo | None = None) -> ScriptedConversation:
         return self.conversation_

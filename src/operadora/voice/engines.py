@@ -73,9 +73,28 @@ class Conversation(Protocol):
     def dtmf(self, digit: str) -> AsyncIterator[AgentOutput]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class CallerInfo:
+    """Who is calling and which number they dialled, as call control learned it."""
+
+    caller_id: str = ""
+    caller_name: str = ""
+    did: str = ""
+
+    def describe(self) -> str:
+        """One line for an LLM's system prompt; empty when nothing is known."""
+        parts = []
+        if self.caller_id:
+            who = f"{self.caller_name} <{self.caller_id}>" if self.caller_name else self.caller_id
+            parts.append(f"The caller's number is {who}.")
+        if self.did:
+            parts.append(f"They dialled {self.did}.")
+        return " ".join(parts)
+
+
 class Agent(Protocol):
     """Shared across calls (models load once); each call gets its own conversation."""
 
     name: str
 
-    def conversation(self, call_id: str) -> Conversation: ...
+    def conversation(self, call_id: str, caller: CallerInfo | None = None) -> Conversation: ...

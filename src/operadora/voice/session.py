@@ -25,6 +25,7 @@ from operadora.voice.engines import (
     Agent,
     AgentOutput,
     AgentText,
+    CallerInfo,
     Float32Audio,
     SpeechToText,
     TextToSpeech,
@@ -81,6 +82,7 @@ class VoiceAgentSession:
         *,
         language: str | None = None,
         greet: bool = True,
+        caller: CallerInfo | None = None,
     ) -> None:
         self._media = media
         self._engines = engines
@@ -98,7 +100,8 @@ class VoiceAgentSession:
         )
         self._frames = FrameQueue()
         self._speaker = Speaker(media, settings.playback_lookahead_ms, self._on_agent_audio)
-        self._conversation = engines.agent.conversation(call_id)
+        self.caller = caller or CallerInfo()
+        self._conversation = engines.agent.conversation(call_id, self.caller)
         self._rate = 0  # learnt from the first caller frame (the media may not know it before)
         self._windows: VadWindows | None = None
         self._utterance = UtteranceBuffer(STT_RATE, PREROLL_S)

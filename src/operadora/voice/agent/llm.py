@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from operadora.voice.agent.script import AgentScript
-from operadora.voice.engines import ACTIONS, AgentAction, AgentOutput, AgentText
+from operadora.voice.engines import ACTIONS, AgentAction, AgentOutput, AgentText, CallerInfo
 from operadora.voice.errors import ProviderError, http_status_retryable
 
 log = logging.getLogger(__name__)
@@ -161,10 +161,14 @@ def _apply_chunk(chunk: dict[str, Any], turn: _Turn) -> str:
 
 
 class LlmConversation:
-    def __init__(self, agent: LlmAgent, call_id: str) -> None:
+    def __init__(self, agent: LlmAgent, call_id: str, caller: CallerInfo | None = None) -> None:
         self._agent = agent
         self.call_id = call_id
-        self.messages: list[dict[str, Any]] = [{"role": "system", "content": agent.system_prompt}]
+        self.caller = caller or CallerInfo()
+        system = agent.system_prompt
+        if about := self.caller.describe():
+            system = f"{system}\n\n{about}"
+        self.messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
         self._pending: dict[str, Any] | None = None
 
     def greeting(self) -> str | None:
@@ -255,5 +259,5 @@ class LlmAgent:
         self.greeting = greeting
         self.transfer_phrase = transfer_phrase
 
-    def conversation(self, call_id: str) -> LlmConversation:
-        return LlmConversation(self, call_id)
+    def conversation(self, call_id: str, caller: CallerInfo | None = None) -> LlmConversation:
+        return LlmConversation(self, call_id, caller)

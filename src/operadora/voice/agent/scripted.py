@@ -13,7 +13,7 @@ import numpy as np
 
 from operadora.voice.agent.embeddings import Matrix, MiniLmEncoder
 from operadora.voice.agent.script import AgentScript, Intent, ScriptAction
-from operadora.voice.engines import AgentAction, AgentOutput, AgentText
+from operadora.voice.engines import AgentAction, AgentOutput, AgentText, CallerInfo
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +88,12 @@ def _action(action: ScriptAction, caller_text: str, intent: str) -> AgentAction:
 
 
 class ScriptedConversation:
-    def __init__(self, agent: ScriptedAgent, call_id: str) -> None:
+    def __init__(
+        self, agent: ScriptedAgent, call_id: str, caller: CallerInfo | None = None
+    ) -> None:
         self._agent = agent
         self.call_id = call_id
+        self.caller = caller or CallerInfo()
         self.history: list[tuple[str, str]] = []
         self._misses = 0
         self.last_match: IntentMatch | None = None
@@ -150,5 +153,5 @@ class ScriptedAgent:
         self.script = script
         self.matcher = IntentMatcher(script, encoder, threshold)
 
-    def conversation(self, call_id: str) -> ScriptedConversation:
-        return ScriptedConversation(self, call_id)
+    def conversation(self, call_id: str, caller: CallerInfo | None = None) -> ScriptedConversation:
+        return ScriptedConversation(self, call_id, caller)
