@@ -71,6 +71,10 @@ exten => s,1,WaitExten(5)
 exten => 5,1,NoOp(five)
  same => n,Hangup()
 
+[causes]
+exten => named,1,Hangup(user_busy)
+exten => bogus,1,Hangup(NOT_A_CAUSE)
+
 [menu-none]
 exten => s,1,WaitExten(0.2)
 """
@@ -288,3 +292,13 @@ async def test_busy_without_a_timeout_waits_for_the_caller(
     assert not line.ended
     await line.hangup()
     await asyncio.wait_for(line.wait_ended(), 5)
+
+
+@pytest.mark.parametrize(("exten", "cause"), [("named", 17), ("bogus", 16)])
+async def test_hangup_takes_a_cause_name(
+    sim: tuple[Simulator, list[Event]], exten: str, cause: int
+) -> None:
+    simulator, _ = sim
+    line = simulator.inbound_call("PJSIP/gateway-fxo-1", context="causes", extension=exten)
+    await asyncio.wait_for(line.wait_ended(), 5)
+    assert line.hangup_cause == cause

@@ -18,9 +18,10 @@ from typing import Any
 import aiohttp
 import pytest
 from pydantic import SecretStr
+from typer.testing import CliRunner
 
-from operadora.config import Settings, SimSettings
-from operadora.dialplan.render import render
+from operadora.cli import app
+from operadora.config import SimSettings
 from operadora.sim.lines import Line
 from operadora.sim.server import Simulator, start_simulator
 
@@ -83,10 +84,12 @@ def generated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for key in list(os.environ):
         if key.startswith("OPERADORA_"):
             monkeypatch.delenv(key, raising=False)
-    settings = Settings.model_validate({"dialplan": {"queue_members": ["PJSIP/agent1"]}})
-    for name, text in render(settings).files.items():
-        (tmp_path / name).write_text(text, encoding="utf-8")
-    return tmp_path
+    monkeypatch.setenv("OPERADORA_DIALPLAN__QUEUE_MEMBERS", '["PJSIP/agent1"]')
+    out = tmp_path / "asterisk"
+    result = CliRunner().invoke(app, ["asterisk-config", "--out", str(out), "--force"])
+    assert result.exit_code == 0, result.output
+    assert "member=PJSIP/agent1" in (out / "queues.conf").read_text(encoding="utf-8")
+    return out
 
 
 @pytest.fixture
@@ -188,6 +191,24 @@ async def test_the_ai_route_enters_stasis_with_its_arguments(
     assert not any(e["type"] == "BridgeBlindTransfer" for e in events)
     await line.hangup()
     await asyncio.wait_for(line.wait_ended(), 5)
+
+
+async def test_the_app_sends_the_call_back_to_the_dialplan(
+    sim: Simulator, events: list[Event], ari_app: list[Event]
+) -> None:
+    line = sim.inbound_call("PJSIP/gateway-fxo-1", extension="110")
+    await wait_for(ari_app, "StasisStart")
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    async with aiohttp.ClientSession(headers={"Authorization": f"Basic {token}"}) as session:
+        url = f"{sim.ari_url}/channels/{line.channel_id}/continue"
+        async with session.post(url) as response:
+            assert response.status == 204
+    await asyncio.wait_for(line.wait_ended(), 5)
+    assert steps(events, line.channel_id)[-2:] == [
+        ("NoOp", "Left Stasis: STASISSTATUS=SUCCESS"),
+        ("Hangup", ""),
+    ]
+    assert line.hangup_cause == 16
 
 
 async def test_the_s_extension_goes_to_the_ai_route(
@@ -305,3 +326,29 @@ async def test_the_queue_route_reaches_the_queue_and_its_member(
     await wait_for(events, "ChannelEnteredBridge", lambda e: "agent1" in e["channel"]["name"])
     await line.hangup()
     await asyncio.wait_for(line.wait_ended(), 5)
+
+
+async def test_a_callback_without_a_route_is_congested(
+    sim: Simulator, events: list[Event], ari_app: list[Event]
+) -> None:
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    async with aiohttp.ClientSession(headers={"Authorization": f"Basic {token}"}) as session:
+        params = {"endpoint": "Local/5551234@outbound-callback", "app": "callcenter-ai"}
+        async with session.post(f"{sim.ari_url}/channels", params=params) as response:
+            assert response.status == 200
+    busy = await wait_for(events, "ChannelStateChange", lambda e: e["channel"]["state"] == "Busy")
+    assert busy["channel"]["name"].endswith(";2")
+    assert [app for app, _ in steps(events, busy["channel"]["id"])] == [
+        "NoOp",
+        "NoOp",
+        "Congestion",
+    ]
+    for _ in range(80):  # Congestion(5): five seconds of congestion tone, then the hang-up
+        if sum(e["type"] == "ChannelDestroyed" for e in events) == 2:
+            break
+        await asyncio.sleep(0.1)
+    causes = {
+        e["channel"]["name"][-2:]: e["cause"] for e in events if e["type"] == "ChannelDestroyed"
+    }
+    assert causes == {";2": 34, ";1": 34}
+    assert not any(e["type"] == "StasisStart" for e in ari_app)  # never answered

@@ -77,9 +77,35 @@ def _float(text: str, default: float) -> float:
         return default
 
 
+# Hangup(NAME): the cause names ast_str2cause knows (the common ones)
+HANGUP_CAUSES = {
+    "UNALLOCATED": 1,
+    "NO_ROUTE_DESTINATION": 3,
+    "NORMAL_CLEARING": 16,
+    "USER_BUSY": 17,
+    "NO_USER_RESPONSE": 18,
+    "NO_ANSWER": 19,
+    "SUBSCRIBER_ABSENT": 20,
+    "CALL_REJECTED": 21,
+    "NUMBER_CHANGED": 22,
+    "ANSWERED_ELSEWHERE": 26,
+    "DESTINATION_OUT_OF_ORDER": 27,
+    "INVALID_NUMBER_FORMAT": 28,
+    "NORMAL_UNSPECIFIED": 31,
+    "NORMAL_CIRCUIT_CONGESTION": 34,
+    "NETWORK_OUT_OF_ORDER": 38,
+    "NORMAL_TEMPORARY_FAILURE": 41,
+    "SWITCH_CONGESTION": 42,
+    "INTERWORKING": 127,
+}
+
+
 async def app_hangup(pbx: Pbx, ch: Channel, data: str) -> AppResult:
-    # without a cause, the one the channel already has (a failed Dial() copies the callee's)
-    ch.hangup_cause = int(data) if data.strip().isdigit() else (ch.hangup_cause or 16)
+    """``Hangup([cause])``: a number or a name; without one (or an invalid one) the cause the
+    channel already has (a failed ``Dial()`` copies the callee's), else 16."""
+    text = data.strip()
+    cause = int(text) if text.isdigit() else HANGUP_CAUSES.get(text.upper(), 0)
+    ch.hangup_cause = cause or ch.hangup_cause or 16
     return -1
 
 
