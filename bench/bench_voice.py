@@ -206,7 +206,7 @@ def main() -> None:
     print(f"v2v_p50_ms: {pct(wire, 50):.0f}")
     print(f"v2v_p95_ms: {pct(wire, 95):.0f}")
     print(f"overhead_p99_ms: {pct(overhead, 99):.1f}")
-    print(f"bargein_p95_ms: {pct(barge, 95):.0f}")
+    print(f"bargein_p95_ms: {pct(barge, 95):.1f}")
     print(f"stt_wer_en: {wer * 100:.1f}%")
 
 
