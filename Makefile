@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv demo test lint typecheck pytest bench bench-media bench-voice bench-calls bench-api system-deps clean
+.PHONY: venv demo test lint typecheck pytest bench bench-media bench-voice bench-calls bench-api bench-capacity system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -41,7 +41,7 @@ pytest: venv system-deps
 
 test: lint typecheck pytest
 
-bench: bench-media bench-voice bench-calls bench-api
+bench: bench-media bench-voice bench-calls bench-api bench-capacity
 
 bench-media: venv
 	$(BIN)/python bench/bench_media.py
@@ -54,6 +54,9 @@ bench-calls: venv
 
 bench-api: venv system-deps
 	$(BIN)/python bench/bench_api.py
+
+bench-capacity: venv system-deps
+	$(BIN)/python bench/bench_capacity.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

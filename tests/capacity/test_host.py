@@ -86,17 +86,24 @@ def test_capacity_measure_with_stand_in_benchmarks(
         "print('N=   20  cpu  4.000 ms/call-s  pacing p99 1.0 ms  ok')\n"
         "print('cpu_ms_per_call_second: 5')\nprint('max_concurrent_calls: 230')\n"
     )
-    (bench / "bench_voice.py").write_text("print('cpu_ms_per_call_second: 95')\n")
+    (bench / "bench_capacity.py").write_text(
+        "print('cpu_ms_per_call_second: 90')\nprint('caller_cpu_ms_per_call_second: 10')\n"
+        "print('cores: 2')\n"
+        "print('predicted_max_calls: 999')\nprint('measured_max_calls: 19')\n"
+    )
     args = ["capacity", "--json", "--measure", "--bench-dir", str(bench), "--asterisk-elsewhere"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     plan = json.loads(result.stdout)["plan"]
     cpu = next(c for c in plan["components"] if c["name"] == "cpu")
     assert cpu["source"] == "measured"
-    assert cpu["max_calls"] == int(cpu_cores() / 0.1)
+    assert cpu["max_calls"] == int(cpu_cores() / 0.09)  # 90 ms: bench_capacity's
     measured = plan["measured"]
     assert measured["media_max_calls"] == 230
     check = measured["media_check"]
     assert (check["predicted"], check["measured"], check["within_15_pct"]) == (250, 230, True)
+    engine = measured["engine_check"]  # 2 x 1000 / (90 + 10), not the printed 999
+    assert (engine["predicted"], engine["measured"], engine["error_pct"]) == (20, 19, 5.3)
     table = CliRunner().invoke(app, args[:1] + args[2:], env={"COLUMNS": "240"})
     assert "media prediction" in table.stdout and "within ±15 %" in table.stdout
+    assert "predicted 20 calls vs 19 measured" in table.stdout

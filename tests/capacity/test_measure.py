@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from operadora.capacity.measure import (
+    engine_check,
     measure,
     media_check,
     media_steps,
@@ -53,10 +54,59 @@ def test_parse_key_values_last_line_wins_and_numbers_are_read() -> None:
 
 def test_to_measured_prefers_cpu_ms_then_calls_per_core() -> None:
     m = to_measured({"calls_per_core": "500"}, {"cpu_ms_per_call_second": "40"}, [])
-    assert m.media_cpu_ms_per_call_s == 2.0 and m.voice_cpu_ms_per_call_s == 40.0
+    assert m.media_cpu_ms_per_call_s == 2.0 and m.engine_cpu_ms_per_call_s == 40.0
+    assert m.voice_cpu_ms_per_call_s is None and m.engine_check is None
     empty = to_measured({"max_concurrent_calls": "12"}, {}, [])
     assert empty.media_max_calls == 12 and empty.media_check is None
-    assert len(empty.notes) == 2
+    assert len(empty.notes) == 2 and "bench_capacity" in empty.notes[1]
+
+
+# bench_capacity.py's final lines (figures chosen for the arithmetic, not a recorded run)
+CAPACITY_OUTPUT = """
+N=   1  cpu   105.4 ms/call-s  v2v p95     381 ms  lost   0  ok
+cpu_ms_per_call_second_at_1: 105.4
+cpu_ms_per_call_second: 60.0
+fixed_cpu_ms_per_second: 45.4
+caller_cpu_ms_per_call_second: 20.0
+caller_fixed_cpu_ms_per_second: 4.6
+cores: 2
+predicted_max_calls: 99
+measured_max_calls: 22
+prediction_error_pct: +350.0
+"""
+
+
+def test_engine_check_predicts_from_the_costs_not_the_measured_maximum() -> None:
+    values = parse_key_values(CAPACITY_OUTPUT)
+    check = engine_check(values)
+    assert check is not None
+    # the planner's cpu component: floor((2000 - 45.4 - 4.6) / (60 + 20)); the printed 99 and
+    # the measured maximum are not read into it
+    assert check.predicted == 24
+    assert check.measured == 22 and check.error_pct == pytest.approx(9.1)
+    assert check.within_15_pct and "50 fixed) / (60 engine + 20 caller)" in check.basis
+    no_fixed = {k: v for k, v in values.items() if "fixed" not in k}
+    plain = engine_check(no_fixed)
+    assert plain is not None and plain.predicted == 25  # 2000 / 80
+    far = engine_check({**values, "measured_max_calls": "12"})
+    assert far is not None and far.error_pct == pytest.approx(100.0) and not far.within_15_pct
+    assert engine_check({**values, "measured_max_calls": "0"}) is None
+    assert engine_check({"measured_max_calls": "18"}) is None
+    no_callers = {k: v for k, v in values.items() if k != "caller_cpu_ms_per_call_second"}
+    assert engine_check(no_callers) is None
+
+
+def test_to_measured_carries_the_engine_figures_and_says_the_verdict() -> None:
+    m = to_measured({}, parse_key_values(CAPACITY_OUTPUT), [])
+    assert m.engine_cpu_ms_per_call_s == 60.0 and m.engine_max_calls == 22
+    assert m.engine_fixed_cpu_ms_per_s == 45.4
+    # the bench's callers are not Asterisk: the real plan keeps Asterisk's table figure
+    assert m.telephony_cpu_ms_per_call_s is None
+    assert m.engine_check is not None and m.engine_check.predicted == 24
+    assert any("predicted 24 calls vs 22 measured, +9.1 % (within" in n for n in m.notes)
+    broke = to_measured({}, {"cpu_ms_per_call_second": "99", "measured_max_calls": "0"}, [])
+    assert broke.engine_check is None
+    assert any("one call already broke" in n for n in broke.notes)
 
 
 def step_line(n: int, cpu: float, p99: float, ok: bool) -> str:
@@ -148,12 +198,14 @@ async def test_problems_are_reported_not_raised(tmp_path: Path) -> None:
 
 async def test_measure_reads_both_benchmarks(tmp_path: Path) -> None:
     write(tmp_path, "bench_media.py", ARGPARSE_BENCH)
-    write(tmp_path, "bench_voice.py", NO_QUICK_FLAG_BENCH)
+    write(tmp_path, "bench_capacity.py", NO_QUICK_FLAG_BENCH)
+    write(tmp_path, "bench_voice.py", "raise SystemExit('bench_voice is not run')")
     measured = await measure(tmp_path, timeout_s=30)
     assert measured.media_cpu_ms_per_call_s == 2.5
-    assert measured.voice_cpu_ms_per_call_s == 37.5
-    assert measured.media_max_calls is None
-    assert measured.raw["voice"]["v2v_p50_ms"] == "420"
+    assert measured.engine_cpu_ms_per_call_s == 37.5
+    assert measured.media_max_calls is None and measured.engine_max_calls is None
+    assert measured.raw["engine"]["v2v_p50_ms"] == "420"
+    assert not any("bench_voice" in n for n in measured.notes)
 
 
 # a step line as bench_media printed it on this machine (2 shared cores, load 6)

@@ -1,9 +1,12 @@
 """``--measure``: run the project's benchmarks on this machine and read their figures.
 
-The benchmarks (``bench/bench_media.py``, ``bench/bench_voice.py``) end with ``key: value``
-lines; bench_media also prints one line per load step, used to check the per-call cost
-model. They are parsed defensively: a missing script, a failure, a timeout or a missing line
-leaves the table figure in place and says why.
+``bench/bench_media.py`` (the media path alone) and ``bench/bench_capacity.py`` (the whole AI
+call path: media, VAD, STT, agent, TTS in one server process, with real callers) end with
+``key: value`` lines; bench_media also prints one line per load step. bench_capacity's
+per-call CPU cost at one call feeds the planner's ``cpu`` component, and its measured maximum
+is set against the planner's own prediction from that cost. They are parsed defensively: a
+missing script, a failure, a timeout or a missing line leaves the table figure in place and
+says why.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import re
 import sys
 from pathlib import Path
 
-from operadora.capacity.model import Check, Measured, MediaStep
+from operadora.capacity.model import Check, Machine, Measured, MediaStep, cpu_component
 
 _LINE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_.]*)\s*[:=]\s*(\S.*?)\s*$")
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
@@ -128,15 +131,68 @@ def _cost(values: dict[str, str]) -> float | None:
     return cost
 
 
+def engine_check(engine: dict[str, str]) -> Check | None:
+    """The planner's prediction for bench_capacity's machine, from the costs at light loads
+    alone (N=1 and N=4): its ``cpu`` component, (cores x 1000 - fixed) / (engine + callers)
+    CPU ms per call-second (the callers stand in for Asterisk on the same cores), set against
+    the most calls the benchmark carried. The measured maximum never feeds the prediction."""
+    machine, costs = engine_machine(engine)
+    measured_max = _count(engine, "measured_max_calls")
+    if machine is None or costs is None or not measured_max:
+        return None
+    cost = costs.engine_cpu_ms_per_call_s or 0.0
+    callers = costs.telephony_cpu_ms_per_call_s or 0.0
+    fixed = costs.engine_fixed_cpu_ms_per_s
+    cores = machine.cores
+    component, _ = cpu_component(machine, costs)
+    predicted = component.max_calls or 0
+    error = (predicted - measured_max) / measured_max * 100
+    return Check(
+        predicted=predicted,
+        measured=measured_max,
+        error_pct=round(error, 1),
+        within_15_pct=abs(error) <= 15,
+        basis=f"({cores} core(s) x 1000 - {fixed:g} fixed) / ({cost:g} engine + {callers:g} "
+        "caller) CPU ms per call-second, fitted at N=1 and N=4",
+    )
+
+
+def engine_machine(engine: dict[str, str]) -> tuple[Machine | None, Measured | None]:
+    """bench_capacity's machine and N=1 costs as the planner's inputs (None when missing)."""
+    cost = number(engine, "cpu_ms_per_call_second")
+    callers = number(engine, "caller_cpu_ms_per_call_second")
+    if cost is None or callers is None:
+        return None, None
+    fixed = _amount(engine, "fixed_cpu_ms_per_second") + _amount(
+        engine, "caller_fixed_cpu_ms_per_second"
+    )
+    machine = Machine(cores=_count(engine, "cores") or 1, ram_gb=0, llm="none")
+    return machine, Measured(
+        engine_cpu_ms_per_call_s=cost,
+        engine_fixed_cpu_ms_per_s=fixed,
+        telephony_cpu_ms_per_call_s=callers,
+    )
+
+
+def _amount(values: dict[str, str], key: str) -> float:
+    """A figure that may be 0 or missing (read as 0)."""
+    match = _NUMBER.search(values.get(key, ""))
+    return max(0.0, float(match.group())) if match else 0.0
+
+
 def to_measured(
-    media: dict[str, str], voice: dict[str, str], notes: list[str], media_text: str = ""
+    media: dict[str, str], engine: dict[str, str], notes: list[str], media_text: str = ""
 ) -> Measured:
-    """Per-call CPU costs from the benchmarks' documented lines."""
-    media_cost, voice_cost = _cost(media), _cost(voice)
+    """Per-call CPU costs and maxima from the benchmarks' documented lines."""
+    media_cost = _cost(media)
+    engine_cost = number(engine, "cpu_ms_per_call_second")
     if media_cost is None:
         notes.append("bench_media gave neither cpu_ms_per_call_second nor calls_per_core")
-    if voice_cost is None:
-        notes.append("bench_voice gave neither cpu_ms_per_call_second nor calls_per_core")
+    if engine_cost is None:
+        notes.append(
+            "bench_capacity gave no cpu_ms_per_call_second: the cpu line keeps the table's "
+            "AI figure"
+        )
     steps, cores = media_steps(media_text)
     media_max = _count(media, "max_concurrent_calls", "max_calls")
     if media_max == 0:
@@ -146,27 +202,41 @@ def to_measured(
             + (f" (N={smallest})" if smallest else "")
             + ": no maximum measured (is the CPU busy with other work?)"
         )
+    engine_max = _count(engine, "measured_max_calls")
+    check = engine_check(engine)
+    if engine_cost is not None and engine_max == 0:
+        notes.append("bench_capacity: one call already broke its service criterion")
+    if check is not None:
+        verdict = "within" if check.within_15_pct else "outside"
+        notes.append(
+            f"whole engine (bench_capacity): predicted {check.predicted} calls vs "
+            f"{check.measured} measured, {check.error_pct:+.1f} % ({verdict} ±15 %; "
+            f"{check.basis})"
+        )
     return Measured(
         media_cpu_ms_per_call_s=media_cost,
-        voice_cpu_ms_per_call_s=voice_cost,
         media_max_calls=media_max,
         media_server_cores=cores,
         media_steps=steps,
         media_check=media_check(steps, media_max, cores),
-        raw={"media": media, "voice": voice},
+        engine_cpu_ms_per_call_s=engine_cost,
+        engine_fixed_cpu_ms_per_s=_amount(engine, "fixed_cpu_ms_per_second"),
+        engine_max_calls=engine_max,
+        engine_check=check,
+        raw={"media": media, "engine": engine},
         notes=notes,
     )
 
 
 async def measure(bench_dir: Path, timeout_s: float = 600.0) -> Measured:
-    """Run bench_media then bench_voice (never together: each wants the CPU to itself)."""
+    """Run bench_media then bench_capacity (never together: each wants the CPU to itself)."""
     notes: list[str] = []
     media, media_text, problem = await run_benchmark(
         bench_dir / "bench_media.py", timeout_s, MEDIA_ARGS
     )
     if problem:
         notes.append(problem)
-    voice, _, problem = await run_benchmark(bench_dir / "bench_voice.py", timeout_s)
+    engine, _, problem = await run_benchmark(bench_dir / "bench_capacity.py", timeout_s)
     if problem:
         notes.append(problem)
-    return to_measured(media, voice, notes, media_text)
+    return to_measured(media, engine, notes, media_text)

@@ -41,6 +41,17 @@ class Measured(BaseModel):
     media_server_cores: int = 1  # the benchmark's server processes (its --workers)
     media_steps: list[MediaStep] = Field(default_factory=list)
     media_check: Check | None = None
+    # bench_capacity: the whole AI call path in one server process (AudioSocket media, VAD,
+    # STT, agent, TTS), CPU ms per call-second at N=1; and the most calls it carried
+    engine_cpu_ms_per_call_s: float | None = None
+    engine_max_calls: int | None = None
+    # what the engine's process costs once while calls run (batched VAD, spinning thread
+    # pools), CPU ms per second, apart from engine_cpu_ms_per_call_s, what each call adds
+    engine_fixed_cpu_ms_per_s: float = 0.0
+    engine_check: Check | None = None
+    # the telephony side's measured CPU per call-second, in place of the Asterisk table figure
+    # (bench_capacity's check only: its callers stand in for Asterisk on the same cores)
+    telephony_cpu_ms_per_call_s: float | None = None
     raw: dict[str, dict[str, str]] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
 
@@ -81,7 +92,11 @@ def cpu_component(machine: Machine, measured: Measured | None) -> tuple[Componen
     parts: list[str] = []
     cost = 0.0
     source: Source = "table"
-    if machine.asterisk_on_host:
+    telephony = measured.telephony_cpu_ms_per_call_s if measured else None
+    if machine.asterisk_on_host and telephony is not None:
+        cost += telephony / 1000
+        parts.append(f"telephony {telephony:.1f} CPU ms per call-second (measured)")
+    elif machine.asterisk_on_host:
         per_core = (
             tables.ASTERISK_CHANNELS_PER_CORE_TRANSCODING
             if machine.transcoding
@@ -89,9 +104,17 @@ def cpu_component(machine: Machine, measured: Measured | None) -> tuple[Componen
         )
         cost += 1 / per_core
         parts.append(f"Asterisk {per_core}/core{' (transcoding)' if machine.transcoding else ''}")
+    engine = measured.engine_cpu_ms_per_call_s if measured else None
     media = measured.media_cpu_ms_per_call_s if measured else None
     voice = measured.voice_cpu_ms_per_call_s if measured else None
-    if media is not None and voice is not None:
+    fixed = measured.engine_fixed_cpu_ms_per_s / 1000 if measured and engine is not None else 0.0
+    if engine is not None:
+        cost += engine / 1000
+        source = "measured"
+        parts.append(f"AI call path {engine:.1f} CPU ms per call-second (measured)")
+        if fixed:
+            parts.append(f"{fixed * 1000:.0f} CPU ms per second once (measured)")
+    elif media is not None and voice is not None:
         cost += (media + voice) / 1000
         source = "measured"
         parts.append(f"media {media:.1f} + voice {voice:.1f} CPU ms per call-second (measured)")
@@ -103,7 +126,7 @@ def cpu_component(machine: Machine, measured: Measured | None) -> tuple[Componen
         )
         cost += 1 / ai
         parts.append(f"AI {ai}/core ({'GPU' if machine.gpus else 'CPU only'})")
-    calls = math.floor(machine.cores / cost) if cost > 0 else None
+    calls = math.floor(max(0.0, machine.cores - fixed) / cost) if cost > 0 else None
     basis = f"{machine.cores} cores; " + ", ".join(parts)
     return Component(name="cpu", max_calls=calls, source=source, basis=basis), cost
 
