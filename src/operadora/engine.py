@@ -206,10 +206,11 @@ class Engine:
         router = StasisRouter(service, client.name, self.actions, app=client.app)
 
         async def on_connect(reconnected: bool) -> None:
+            alone = self.settings.state.backend == "memory"  # the only engine on this Asterisk
             if reconnected:
                 connection.resyncs += 1
-                await resync(service, client)
-            elif self.settings.state.backend == "memory":  # the only engine on this Asterisk
+                await resync(service, client, router if alone else None)
+            elif alone:
                 await recover(service, client, router)
 
         stream = EventStream(

@@ -244,6 +244,34 @@ async def test_twenty_websocket_drops_during_twenty_live_calls(faulty_rig: Rig) 
     assert r.engine.calls.calls == {}
 
 
+async def test_a_caller_whose_stasis_start_was_lost_is_answered_after_the_reconnect(
+    faulty_rig: Rig,
+) -> None:
+    r = faulty_rig
+    assert r.injector is not None
+    stream = r.engine.connections["sim"].stream
+    connections = stream.connections
+    # the connection dies with this caller's StasisStart in flight
+    r.injector.lose_events(types=["StasisStart"])
+    line = r.sim.inbound_call("PJSIP/gateway-fxo-1", caller_id="Lost <5554000>")
+    await until(lambda: r.injector is not None and r.injector.counters.lost == 1)
+    assert r.engine.calls.call_for_channel("sim", line.channel_id) is None  # never seen
+    await until(lambda: stream.connections > connections and stream.connected.is_set())
+    # the resync finds the caller waiting in our application and takes it as a new call
+    context = await wait_context(r.agent, line.channel_id)
+    assert (context.caller_id, context.did) == ("5554000", "110")
+    call = r.engine.calls.calls[context.call_id]
+    bridge = await r.driver.get_bridge(call.bridge_id)
+    assert sorted(bridge.channels) == sorted([line.channel_id, call.media_channel_id])
+    await line.hangup(cause=16)
+    await until(lambda: context.call_id in r.ended)
+    assert r.ended_count == 1
+    record = await stored(r, context.call_id)
+    assert record is not None and record.ended_at is not None
+    assert (record.caller_id, record.ended_by, record.hangup_cause) == ("5554000", "caller", 16)
+    assert await r.leftovers() == ([], [])
+
+
 async def test_duplicated_reordered_and_stray_events(
     faulty_rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:

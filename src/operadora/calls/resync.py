@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Literal
 
 from operadora.ari.client import AriClient
 from operadora.ari.errors import AriError, AriNotFound
@@ -15,13 +16,20 @@ from operadora.calls.state import CallState
 log = logging.getLogger(__name__)
 
 
-async def resync(service: CallService, client: AriClient) -> tuple[int, int]:
+async def resync(
+    service: CallService,
+    client: AriClient,
+    route: Callable[[AriEvent], None] | None = None,
+) -> tuple[int, int]:
     """Close out calls whose caller channel vanished, keep the others, clean our leftovers.
 
-    Returns (calls kept, calls closed).
+    With ``route`` (one engine per Asterisk), callers that entered our Stasis application
+    while the events stream was down, whose StasisStart was lost with the connection, are
+    taken as new calls. Returns (calls kept, calls closed).
     """
     try:
-        channels = {channel.id for channel in await client.list_channels()}
+        listed = await client.list_channels()
+        channels = {channel.id for channel in listed}
         bridges = {bridge.id for bridge in await client.list_bridges()}
     except AriError as exc:
         log.warning("ARI %s: resync failed: %s", client.name, exc)
@@ -45,8 +53,53 @@ async def resync(service: CallService, client: AriClient) -> tuple[int, int]:
                 log.warning(
                     "ARI %s: cannot remove leftover bridge %s: %s", client.name, bridge_id, exc
                 )
-    log.info("ARI %s: resynchronised: %d call(s) kept, %d closed", client.name, kept, closed)
+    adopted = 0
+    if route is not None:
+        adopted = await adopt_waiting(service, client, route, listed, leftovers="keep")
+    log.info(
+        "ARI %s: resynchronised: %d call(s) kept, %d closed, %d taken that arrived unseen",
+        client.name,
+        kept,
+        closed,
+        adopted,
+    )
     return kept, closed
+
+
+async def adopt_waiting(
+    service: CallService,
+    client: AriClient,
+    route: Callable[[AriEvent], None],
+    channels: Iterable[Channel],
+    leftovers: Literal["hang up", "keep"],
+) -> int:
+    """Take every caller waiting in our Stasis application that no call of ours knows as a new
+    call (``route`` gets a StasisStart for it, as if it had just arrived).
+
+    Channels of live or ended calls are left alone (media legs included). An AudioSocket
+    channel nobody owns is hung up with ``leftovers="hang up"`` (a previous run's media leg)
+    and kept with ``"keep"`` (after a reconnect it may be a leg still being set up).
+    Returns how many calls were taken.
+    """
+    adopted = 0
+    for channel in channels:
+        if not in_application(channel, client.app):
+            continue
+        if (
+            service.call_for_channel(client.name, channel.id) is not None
+            or service.is_media_channel(client.name, channel.id)
+            or service.has_ended(client.name, channel.id)
+        ):
+            continue
+        if channel.name.startswith("AudioSocket/"):
+            if leftovers == "hang up":
+                await _quietly(f"hang up {channel.id}", client.hangup(channel.id))
+            continue
+        before = len(service.calls)
+        args = channel.dialplan.app_data.split(",")[1:]
+        route(StasisStart(type="StasisStart", application=client.app, args=args, channel=channel))
+        adopted += len(service.calls) - before
+    return adopted
 
 
 def in_application(channel: Channel, app: str) -> bool:
@@ -94,19 +147,7 @@ async def recover(
                 by_id.pop(channel_id)
         await _quietly(f"destroy bridge {bridge.id}", client.destroy_bridge(bridge.id))
         removed += 1
-    adopted = 0
-    for channel in by_id.values():
-        if not in_application(channel, client.app):
-            continue
-        if service.call_for_channel(client.name, channel.id) is not None:
-            continue
-        if channel.name.startswith("AudioSocket/"):
-            await _quietly(f"hang up {channel.id}", client.hangup(channel.id))
-            continue
-        before = len(service.calls)
-        args = channel.dialplan.app_data.split(",")[1:]
-        route(StasisStart(type="StasisStart", application=client.app, args=args, channel=channel))
-        adopted += len(service.calls) - before
+    adopted = await adopt_waiting(service, client, route, by_id.values(), leftovers="hang up")
     if removed or adopted:
         log.warning(
             "ARI %s: took over from a previous run: %d leftover bridge(s) removed, "

@@ -1,7 +1,8 @@
 """Fault injection for the PBX simulator: what a real network and a real Asterisk do to you.
 
-Faults: WebSocket drops (a clean close or a torn TCP connection), 5xx responses, slow
-responses, events about channels nobody knows, duplicated events and events out of order.
+Faults: WebSocket drops (a clean close or a torn TCP connection; or torn with an event still in
+flight, which is lost), 5xx responses, slow responses, events about channels nobody knows,
+duplicated events and events out of order.
 They are armed from Python (``injector.fail_requests(status=503, count=2)``) or over HTTP
 (``POST /sim/faults`` with the same fields as :class:`FaultPlan`, ``GET`` to read the plan and
 the counters, ``DELETE`` to clear, ``POST /sim/faults/ws-drop`` to drop every events WebSocket now).
@@ -87,6 +88,11 @@ class UnknownChannelEventsFault(_EventFault):
     """Send a copy of a channel event naming a channel that does not exist."""
 
 
+class LostEventsFault(_EventFault):
+    """The connection dies with a matching event still in flight: the event never arrives
+    and every events WebSocket is torn down at once (the client must resynchronise)."""
+
+
 class WsDropFault(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -105,6 +111,7 @@ class FaultPlan(BaseModel):
     duplicate_events: DuplicateEventsFault | None = None
     reorder_events: ReorderEventsFault | None = None
     unknown_channel_events: UnknownChannelEventsFault | None = None
+    lost_events: LostEventsFault | None = None
     ws_drop: WsDropFault | None = None
 
 
@@ -115,6 +122,7 @@ class FaultCounters:
     duplicated: int = 0
     reordered: int = 0
     unknown_channel: int = 0
+    lost: int = 0
     ws_drops: int = 0
     events_seen: int = 0
 
@@ -191,6 +199,7 @@ class FaultInjector:
         self._tasks: set[asyncio.Task[bool]] = set()
         self._last_dropped = 0
         self._drop_due: Literal["close", "abort"] | None = None
+        self._lost_drop_due = False
         self._hub: _Hub | None = None
         self._queues: weakref.WeakSet[_FaultQueue] = weakref.WeakSet()
         # with credentials (set by ``extension``), /sim/faults needs the simulator's basic auth
@@ -230,6 +239,9 @@ class FaultInjector:
 
     def unknown_channel_events(self, count: int | None = 1, **kw: Any) -> None:
         self.update(unknown_channel_events=UnknownChannelEventsFault(count=count, **kw))
+
+    def lose_events(self, count: int | None = 1, **kw: Any) -> None:
+        self.update(lost_events=LostEventsFault(count=count, **kw))
 
     def drop_websockets_after(
         self, events: int, count: int | None = 1, mode: Literal["close", "abort"] = "abort"
@@ -310,6 +322,13 @@ class FaultInjector:
         """The events to send in place of ``event``, in order. ``stream`` names the events
         stream (one per subscriber) so a held-back event comes out on its own stream."""
         self.counters.events_seen += 1
+        lost = self.plan.lost_events
+        if lost is not None and self._event_matches(lost, event):
+            if self._fire("lost_events", lost):
+                self.counters.lost += 1
+                self._lost_drop_due = True
+                log.info("fault: %s lost with the events websocket", event.get("type"))
+                return []
         out: list[Event] = []
         reorder = self.plan.reorder_events
         if (
@@ -365,6 +384,9 @@ class FaultInjector:
 
     def settle(self) -> None:
         """Carry out a drop that became due once the events returned by ``outgoing`` are sent."""
+        if self._lost_drop_due:
+            self._lost_drop_due = False
+            self._spawn_closes(self._drop_now("abort"))
         mode, self._drop_due = self._drop_due, None
         drop = self.plan.ws_drop
         if mode is None or drop is None:
