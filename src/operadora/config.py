@@ -230,6 +230,8 @@ class SimSettings(_Section):
     # extra endpoints and their states, e.g. {"PJSIP/gateway-fxo-1": "online"}
     endpoints: dict[str, EndpointState] = Field(default_factory=_default_sim_endpoints)
     sounds_dir: Path = Path("/usr/share/asterisk/sounds/en")
+    # SIP (UDP) for real phones such as sipp, on host:sip_port; None = off, 0 = any free port
+    sip_port: int | None = Field(None, ge=0, le=65535)
 
 
 class LogSettings(_Section):

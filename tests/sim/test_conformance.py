@@ -1,11 +1,14 @@
 """The simulator replays every recorded Asterisk 22.10.1 trace like the real Asterisk did.
 
-Uses the shared conformance tool ``../shared/tools/ari_replay.py``; the SIP traces (e*) are
-reported SKIP by the tool unless sipp runs them (``--with-sipp``), which these tests do not.
+Uses the shared conformance tool ``../shared/tools/ari_replay.py``. The SIP traces (e*) run
+with sipp (``with_sipp=True``, Debian package ``sip-tester``) calling the simulator's own SIP
+port; without sipp they are skipped with the reason, except under ``CI=true`` where a missing
+sipp fails.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,13 +16,25 @@ from typing import Any
 import pytest
 
 from operadora.sim.server import start_simulator
-from support import free_port
+from support import free_port, require
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO.parent / "shared" / "tools"
 TRACES = sorted((REPO.parent / "shared" / "asterisk" / "ari-traces").glob("*.jsonl"))
+SIPP_DIR = REPO.parent / "shared" / "asterisk" / "recording-setup" / "sipp"
+SIPP = shutil.which("sipp")
+
+
+def _is_sip(trace: Path) -> bool:
+    return trace.name.startswith("e")
+
+
+def _need_sipp() -> str:
+    require(SIPP is not None, "sipp (Debian package sip-tester, scripts/system-deps.sh)")
+    assert SIPP is not None
+    return SIPP
 
 
 def _tool() -> Any:
@@ -45,8 +60,16 @@ def replay(make_sim_settings: Any, sim_credentials: tuple[str, str]) -> Any:
 async def _replay(trace: Path, make: Any, creds: tuple[str, str], **options: Any) -> Any:
     tool = _tool()
     audiosocket_port = free_port()
-    settings = make(globals={"AUDIOSOCKET_SERVER": f"127.0.0.1:{audiosocket_port}"})
+    settings = make(globals={"AUDIOSOCKET_SERVER": f"127.0.0.1:{audiosocket_port}"}, sip_port=0)
     sim = await start_simulator(settings)
+    sip: dict[str, Any] = {"with_sipp": False}
+    if _is_sip(trace):
+        sip = {
+            "with_sipp": True,
+            "sipp_bin": _need_sipp(),
+            "sipp_dir": str(SIPP_DIR),
+            "sip_target": f"127.0.0.1:{sim.sip_port}",
+        }
     try:
         return await tool.areplay(
             str(trace),
@@ -54,7 +77,7 @@ async def _replay(trace: Path, make: Any, creds: tuple[str, str], **options: Any
             creds[0],
             creds[1],
             audiosocket_port=audiosocket_port,
-            with_sipp=False,
+            **sip,
             **options,
         )
     finally:
@@ -64,9 +87,6 @@ async def _replay(trace: Path, make: Any, creds: tuple[str, str], **options: Any
 @pytest.mark.parametrize("trace", TRACES, ids=lambda p: p.stem)
 async def test_simulator_behaves_like_asterisk(trace: Path, replay: Any) -> None:
     report = await replay(trace)
-    if trace.name.startswith("e"):
-        assert report.status == "SKIP", report.format()
-        pytest.skip(report.reason)
     assert report.status == "PASS", report.format()
 
 

@@ -209,6 +209,9 @@ def redirect(pbx: Pbx, ch: Channel, endpoint: str) -> None:
         return  # only PJSIP supports transfer: Asterisk answers 204 and does nothing
     if ch.state != "Up":
         ch.tech_cause = 302  # 302 Moved Temporarily to the endpoint's contact (trace e2)
+        if ch.device_redirect is not None:
+            target = pbx.endpoints.get(tech, resource.split("/", 1)[0])
+            ch.device_redirect(target.contact if target is not None else None)
         pbx.hangup_from_device(ch, 23)
     else:
         pbx.hangup_from_device(ch, 16)
@@ -359,10 +362,13 @@ RTP_STAT_KEYS_FLOAT = (
 
 
 def rtp_statistics(ch: Channel) -> Json:
-    """The keys Asterisk reports (trace e1); counts are the frames that really flowed."""
+    """The keys Asterisk reports (trace e1); counts are the packets (a SIP call's RTP) or
+    frames (a simulated device) that really flowed."""
     out: Json = {key: 0 for key in RTP_STAT_KEYS_INT}
     out.update(txcount=ch.tx_frames, rxcount=ch.rx_frames)
     out.update(txoctetcount=ch.tx_frames * 160, rxoctetcount=ch.rx_frames * 160)
     out["channel_uniqueid"] = ch.id
     out.update({key: 0.0 for key in RTP_STAT_KEYS_FLOAT})
+    if ch.rtp_stats is not None:
+        out.update(ch.rtp_stats())
     return out

@@ -37,6 +37,10 @@ def sim_command(
     dialplan: Annotated[
         Path | None, typer.Option(help="extensions.conf to run (sim.dialplan_file).")
     ] = None,
+    sip_port: Annotated[
+        int | None,
+        typer.Option(help="UDP port for SIP calls, e.g. from sipp (sim.sip_port); 0 = any."),
+    ] = None,
 ) -> None:
     """Run the PBX simulator (ARI REST + events WebSocket) until interrupted."""
     from rich.console import Console
@@ -55,6 +59,8 @@ def sim_command(
         updates["username"] = username
     if dialplan is not None:
         updates["dialplan_file"] = dialplan
+    if sip_port is not None:
+        updates["sip_port"] = sip_port
     generated = None
     if password is not None:
         updates["password"] = SecretStr(password)
@@ -81,6 +87,8 @@ async def _serve(settings: SimSettings, console: object, generated: str | None) 
         f"events: ws://{sim.host}:{sim.port}/ari/events?app=<app>&subscribeAll=true"
         f"  user: [bold]{sim.username}[/bold]"
     )
+    if sim.sip_port is not None:
+        console.print(f"SIP (UDP): sip:{sim.host}:{sim.sip_port}")
     if generated is not None:
         console.print(f"password: [bold]{generated}[/bold]")
     stop = asyncio.Event()

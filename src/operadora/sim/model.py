@@ -152,6 +152,13 @@ class Channel:
     on_unanswered_end: Callable[[int], None] | None = None
     refer_to: str | None = None  # the destination of the phone's last REFER
     device_transfer: Callable[[str], None] | None = None  # NOTIFY progress to the phone
+    # a real SIP call (operadora.sim.sip): its Call-ID, the phone's address, RTP counters,
+    # what runs before the hang-up request (RTPAUDIOQOS*) and the 302 of a redirect
+    protocol_id: str = ""
+    remote_addr: str | None = None
+    rtp_stats: Callable[[], dict[str, float | int]] | None = None
+    before_hangup: Callable[[], None] | None = None
+    device_redirect: Callable[[str | None], None] | None = None
 
     @property
     def is_up(self) -> bool:
@@ -162,7 +169,7 @@ class Channel:
             "id": self.id,
             "name": self.name,
             "state": self.state,
-            "protocol_id": "",
+            "protocol_id": self.protocol_id,
             "caller": self.caller.json(),
             "connected": self.connected.json(),
             "accountcode": "",

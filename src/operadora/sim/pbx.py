@@ -73,6 +73,7 @@ class Pbx:
         self._epoch = int(time.time())
         self.dial_handler: DialHandler | None = None
         self.started_at = time.time()
+        self.user_agent = "Operadora PBX simulator"  # pjsip.conf [global] user_agent
 
     # ----- identities -----
     def new_id(self) -> str:
@@ -281,6 +282,8 @@ class Pbx:
         if ch.hanging_up:
             return
         ch.hanging_up = True
+        if ch.before_hangup is not None:
+            ch.before_hangup()
         self.emit("ChannelHangupRequest", channel=ch, cause=32, soft=True)
         running = ch.control_task
         playback.stop_channel_playbacks(self, ch, "failed")

@@ -28,6 +28,7 @@ from operadora.sim.lines import DialHandler, Line
 from operadora.sim.pbx import Pbx, PbxConfig, PbxError
 from operadora.sim.routes import bridges, channels, events, misc
 from operadora.sim.routes.params import PBX_KEY, json_response
+from operadora.sim.sip.ua import SipUserAgent
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,17 @@ def build_pbx(settings: SimSettings) -> Pbx:
         sounds_dir=settings.sounds_dir,
         globals=dict(settings.globals),
     )
-    return Pbx(config, registry)
+    pbx = Pbx(config, registry)
+    pbx.user_agent = _pjsip_user_agent(text, source)
+    return pbx
+
+
+def _pjsip_user_agent(text: str, source: str) -> str:
+    """``user_agent`` of pjsip.conf's ``[global]`` (the Server/User-Agent of our SIP)."""
+    for section in parse_sections(text, source):
+        if section.name == "global" and section.get("user_agent"):
+            return str(section.get("user_agent"))
+    return "Operadora PBX simulator"
 
 
 class Simulator:
@@ -85,6 +96,7 @@ class Simulator:
         self.app[PBX_KEY] = pbx
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.sip: SipUserAgent | None = None
 
     @property
     def host(self) -> str:
@@ -97,6 +109,11 @@ class Simulator:
     @property
     def ari_url(self) -> str:
         return f"{self.base_url}/ari"
+
+    @property
+    def sip_port(self) -> int | None:
+        """The UDP port of the simulator's SIP (``sim.sip_port``), None when SIP is off."""
+        return self.sip.port if self.sip is not None else None
 
     # ----- the hook for simulated devices -----
     def set_dial_handler(self, handler: DialHandler | None) -> None:
@@ -144,9 +161,21 @@ class Simulator:
         addresses = self._runner.addresses
         self.port = int(addresses[0][1]) if addresses else self.settings.port
         log.info("PBX simulator listening on %s", self.ari_url)
+        if self.settings.sip_port is not None:
+            try:
+                self.sip = await SipUserAgent.start(
+                    self.pbx, self.settings.host, self.settings.sip_port, self.pbx.user_agent
+                )
+            except OSError:
+                await self._runner.cleanup()
+                self._runner = None
+                raise
 
     async def close(self) -> None:
-        await self.pbx.close()
+        await self.pbx.close()  # SIP calls get their BYE here
+        if self.sip is not None:
+            await self.sip.close()
+            self.sip = None
         self.pbx.hub.drop_all()
         if self._runner is not None:
             await self._runner.cleanup()

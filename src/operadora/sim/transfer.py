@@ -77,6 +77,7 @@ def _core_blind_transfer(pbx: Pbx, ch: Channel, destination: str, context: str) 
             ch.device_transfer("channel_unavailable")
         return
     others = [c for c in bridge.channels if c is not ch]
+    before = bridge.json()  # BridgeBlindTransfer shows the bridge as it was (trace e3)
     one, two = pbx.create_local_pair(f"{destination}@{context}")
     for half in (one, two):
         half.variables.update(SIPTRANSFER="yes", SIPREFERRINGCONTEXT=context)
@@ -94,7 +95,7 @@ def _core_blind_transfer(pbx: Pbx, ch: Channel, destination: str, context: str) 
     pbx.emit(
         "BridgeBlindTransfer",
         channel=ch,
-        bridge=bridge,
+        bridge=before,
         exten=destination,
         context=context,
         result="Success",

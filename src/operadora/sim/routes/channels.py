@@ -342,7 +342,8 @@ def channel_variable(pbx: Pbx, ch: Channel, name: str) -> str | None:
             "exten": ch.exten,
             "callerid": ch.caller.number,
             "musicclass": ch.moh or "default",
-            "pjsip,remote_addr": ch.variables.get("_REMOTE_ADDR", "127.0.0.1:5062"),
+            "pjsip,remote_addr": ch.remote_addr
+            or ch.variables.get("_REMOTE_ADDR", "127.0.0.1:5062"),
         }
         return values.get(item.replace(" ", ""))
     return lookup_for(pbx, ch)(name)
@@ -355,8 +356,10 @@ async def set_variable(request: web.Request) -> web.Response:
     ch = pbx.channel(request.match_info["channelId"])
     name = params.required("variable")
     value = params.text("value")
-    if name.upper() == "CHANNEL(LANGUAGE)":
-        ch.language = value
+    if name.endswith(")"):  # a function write (e4: PJSIP_TRANSFER_HANDLING()): no ChannelVarset
+        from operadora.sim.dialplan.apps import write_function
+
+        write_function(ch, name, value)
         return no_content()
     pbx.set_variable(ch, name, value)
     return no_content()
