@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import logging
+import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,7 +24,7 @@ from operadora.sim.sip.message import (
     parse_message,
     parse_name_addr,
 )
-from operadora.sim.sip.rtp import build_rtp, parse_rtp
+from operadora.sim.sip.rtp import build_rtp, parse_rtp, parse_telephone_event
 from operadora.sim.sip.sdp import parse_offer
 from operadora.sim.sounds import load_prompt
 
@@ -253,7 +254,8 @@ async def test_call_into_stasis_with_real_rtp(
 
 
 async def test_caller_audio_reaches_the_channel_and_comes_back(phone: Phone) -> None:
-    """Exten 400 is Answer() + Echo(): what the phone sends, decoded and re-encoded, returns."""
+    """Exten 400 is Answer() + Echo(): what the phone sends, decoded and re-encoded, returns;
+    so do its RFC 4733 digits."""
     phone.invite("400")
     assert (await phone.receive()).status == 100  # type: ignore[union-attr]
     ok = await phone.receive()
@@ -273,6 +275,21 @@ async def test_caller_audio_reaches_the_channel_and_comes_back(phone: Phone) -> 
     audio = np.frombuffer(alaw_decode(b"".join(p.payload for p in echoed)), "<i2")
     spectrum = np.abs(np.fft.rfft(audio.astype(np.float64)))
     assert abs(np.argmax(spectrum) * 8000 / len(audio) - 1000) < 20
+    # an RFC 4733 digit: the channel reads it, Echo() sends it back as events
+    assert phone.rtp.transport is not None and phone.remote_rtp is not None
+    for seq, (end, duration) in enumerate([(0, 160), (0, 320), (0, 480), *[(0x80, 800)] * 3]):
+        payload = struct.pack("!BBH", 5, end | 10, duration)
+        packet = build_rtp(101, 100 + seq, 48000, 0x5150, payload, seq == 0)
+        phone.rtp.transport.sendto(packet, phone.remote_rtp)
+    events = []
+    with pytest.raises(TimeoutError):
+        while True:
+            events.append(parse_rtp(await asyncio.wait_for(phone.rtp.queue.get(), 0.5)))
+    assert {p.payload_type for p in events} == {101}
+    digits = [parse_telephone_event(p.payload) for p in events]
+    assert digits[-3:] == [("5", True, 800)] * 3  # 100 ms, the end packet three times
+    assert all(d is not None and d[0] == "5" and not d[1] for d in digits[:-3])
+    assert len({p.timestamp for p in events}) == 1 and events[0].marker
     phone.in_dialog("BYE", 2)
     ok_bye = await phone.receive()
     assert isinstance(ok_bye, SipResponse) and ok_bye.status == 200

@@ -1,4 +1,4 @@
-"""RTP for a simulated PJSIP channel (RFC 3550, G.711, RFC 4733 DTMF in).
+"""RTP for a simulated PJSIP channel (RFC 3550, G.711, RFC 4733 DTMF both ways).
 
 :func:`parse_rtp` / :func:`build_rtp` are pure. :class:`RtpSession` is the UDP socket of one
 call: it decodes what the phone sends into the channel's audio (20 ms frames at the
@@ -28,7 +28,6 @@ RTP_HEADER = struct.Struct("!BBHII")
 RTP_RATE = 8000
 SAMPLES_PER_PACKET = RTP_RATE // 50  # 20 ms
 FRAME_BYTES_8K = SAMPLES_PER_PACKET * 2
-Json = dict[str, object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +69,8 @@ def build_rtp(
 
 
 DTMF_EVENTS = "0123456789*#ABCD"
+DTMF_VOLUME = 10  # -10 dBm0
+FRAME_S = 0.02
 
 
 def parse_telephone_event(payload: bytes) -> tuple[str, bool, int] | None:
@@ -136,6 +137,8 @@ class RtpSession(asyncio.DatagramProtocol):
         self._dtmf_ts: int | None = None
         self.on_audio: Callable[[bytes], None] | None = None  # 20 ms at the internal rate
         self.on_dtmf: Callable[[str, int], None] | None = None  # digit, duration ms
+        self._dtmf_out: asyncio.Task[None] | None = None
+        self._sending_dtmf = False
         self.closed = False
 
     # ----- socket -----
@@ -157,6 +160,8 @@ class RtpSession(asyncio.DatagramProtocol):
 
     def close(self) -> None:
         self.closed = True
+        if self._dtmf_out is not None:
+            self._dtmf_out.cancel()
         if self.transport is not None:
             self.transport.close()
 
@@ -226,7 +231,7 @@ class RtpSession(asyncio.DatagramProtocol):
     # ----- sending -----
     def send_frame(self, frame: bytes) -> None:
         """One 20 ms frame at the internal rate, as one RTP packet."""
-        if self.closed or self.transport is None or self.remote is None:
+        if self.closed or self.transport is None or self.remote is None or self._sending_dtmf:
             return
         pcm = from_internal(frame, RTP_RATE)
         payload = (alaw_encode if self.payload_type == 8 else ulaw_encode)(pcm)
@@ -236,6 +241,51 @@ class RtpSession(asyncio.DatagramProtocol):
         self._first_sent = False
         self._seq = (self._seq + 1) & 0xFFFF
         self._ts = (self._ts + len(payload)) & 0xFFFFFFFF
+        self.transport.sendto(packet, self.remote)
+        self.tx_count += 1
+        self.tx_octets += len(payload)
+
+    def send_dtmf(self, digit: str, duration_ms: int) -> None:
+        """An RFC 4733 digit to the phone: event packets every 20 ms, the end one three times;
+        the channel's audio pauses meanwhile (as Asterisk replaces it with the events)."""
+        if self.dtmf_payload_type is None or digit.upper() not in DTMF_EVENTS or self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        previous = self._dtmf_out
+        self._dtmf_out = loop.create_task(self._send_digit(previous, digit.upper(), duration_ms))
+
+    async def _send_digit(
+        self, previous: asyncio.Task[None] | None, digit: str, duration_ms: int
+    ) -> None:
+        if previous is not None:
+            await asyncio.shield(previous)
+        event = DTMF_EVENTS.index(digit)
+        total = max(duration_ms, 40) * RTP_RATE // 1000
+        timestamp = self._ts
+        self._sending_dtmf = True
+        try:
+            duration = 0
+            while duration < total:
+                duration = min(duration + SAMPLES_PER_PACKET, total)
+                self._send_event(event, timestamp, duration, end=False, marker=duration <= 160)
+                await asyncio.sleep(FRAME_S)
+            for _ in range(3):
+                self._send_event(event, timestamp, total, end=True, marker=False)
+        finally:
+            self._sending_dtmf = False
+            self._ts = (timestamp + total) & 0xFFFFFFFF
+
+    def _send_event(
+        self, event: int, timestamp: int, duration: int, *, end: bool, marker: bool
+    ) -> None:
+        if self.closed or self.transport is None or self.remote is None:
+            return
+        assert self.dtmf_payload_type is not None
+        payload = struct.pack("!BBH", event, (0x80 if end else 0) | DTMF_VOLUME, duration)
+        packet = build_rtp(
+            self.dtmf_payload_type, self._seq, timestamp, self.local_ssrc, payload, marker
+        )
+        self._seq = (self._seq + 1) & 0xFFFF
         self.transport.sendto(packet, self.remote)
         self.tx_count += 1
         self.tx_octets += len(payload)

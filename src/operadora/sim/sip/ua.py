@@ -343,6 +343,7 @@ class SipUserAgent(asyncio.DatagramProtocol):
         rtp.on_audio = audio_in
         rtp.on_dtmf = lambda digit, ms: pbx.receive_dtmf(ch, digit, ms)
         ch.device_write = rtp.send_frame
+        ch.device_dtmf = rtp.send_dtmf
         ch.rtp_stats = rtp.statistics
         ch.on_answer = lambda: self._answered(dialog)
         ch.before_hangup = lambda: self._qos(dialog)
