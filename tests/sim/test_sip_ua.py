@@ -362,6 +362,18 @@ CSeq: 2 OPTIONS"""
     )
     fine = await phone.receive()
     assert isinstance(fine, SipResponse) and fine.status == 200
+    with caplog.at_level(logging.WARNING, logger="operadora.sim.sip.ua"):
+        phone.send(  # a Via nobody could answer to
+            """OPTIONS sip:127.0.0.1 SIP/2.0
+Via: garbage
+From: <sip:sipp@127.0.0.1>;tag=a
+To: <sip:127.0.0.1>
+Call-ID: ok@127.0.0.1
+CSeq: 3 OPTIONS"""
+        )
+        await asyncio.sleep(0.1)
+    assert phone.sip.queue.empty()
+    assert any("dropped a malformed SIP message" in r.getMessage() for r in caplog.records)
     phone.to = "<sip:110@127.0.0.1>;tag=nope"
     phone.in_dialog("BYE", 3)
     gone = await phone.receive()

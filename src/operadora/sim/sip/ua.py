@@ -190,14 +190,23 @@ class SipUserAgent(asyncio.DatagramProtocol):
             else:
                 self._response(message)
         except SipParseError as exc:
-            if isinstance(message, SipRequest) and message.method != "ACK":
-                if not missing_headers(message):
-                    log.warning("bad SIP %s from %s:%s: %s", message.method, *source, exc)
-                    self._reply(message, source, 400, "Bad Request")
-                    return
-            log.warning("dropped a malformed SIP message from %s:%s: %s", *source, exc)
+            self._bad_message(message, source, exc)
         except Exception:
             log.exception("SIP message from %s:%s failed", *source)
+
+    def _bad_message(
+        self, message: SipRequest | SipResponse, source: Address, exc: SipParseError
+    ) -> None:
+        """400 to a request we can address (RFC 3261 8.2), silence otherwise."""
+        if isinstance(message, SipRequest) and message.method != "ACK":
+            try:
+                self._reply(message, source, 400, "Bad Request")
+            except SipParseError:
+                pass  # not even its Via makes sense: nowhere to answer
+            else:
+                log.warning("bad SIP %s from %s:%s: %s", message.method, *source, exc)
+                return
+        log.warning("dropped a malformed SIP message from %s:%s: %s", *source, exc)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("SIP socket error: %s", exc)
@@ -314,11 +323,28 @@ class SipUserAgent(asyncio.DatagramProtocol):
         )
 
     async def _start_channel(self, dialog: Dialog, endpoint: Endpoint) -> None:
-        rtp = await RtpSession.open(self.host, dialog.payload_type, dialog.offer.telephone_event)
+        try:
+            rtp = await RtpSession.open(
+                self.host, dialog.payload_type, dialog.offer.telephone_event
+            )
+        except OSError as exc:
+            log.error("SIP call %s: no RTP socket: %s", dialog.call_id, exc)
+            if dialog.final is None:
+                dialog.state = "terminated"
+                self._final(
+                    dialog,
+                    make_response(
+                        dialog.invite,
+                        500,
+                        "Server Internal Error",
+                        received=dialog.remote,
+                        to_tag=dialog.local_tag,
+                    ),
+                )
+            return
         if dialog.state == "terminated":  # CANCELled while the socket opened
             rtp.close()
             return
-        rtp.remote = (dialog.offer.address, dialog.offer.port)
         dialog.rtp = rtp
         pbx = self.pbx
         ch = pbx.new_channel(
@@ -379,6 +405,8 @@ class SipUserAgent(asyncio.DatagramProtocol):
             body=self._sdp(dialog),
         )
         dialog.state = "confirmed"
+        if dialog.rtp.remote is None:  # media flows from now on (no early media)
+            dialog.rtp.remote = (dialog.offer.address, dialog.offer.port)
         self._final(dialog, response)
 
     def _sdp(self, dialog: Dialog) -> bytes:
