@@ -378,3 +378,31 @@ CSeq: 3 OPTIONS"""
     phone.in_dialog("BYE", 3)
     gone = await phone.receive()
     assert isinstance(gone, SipResponse) and gone.status == 481
+
+
+async def test_phone_cancels_before_the_answer(
+    sip_sim: Simulator, events: Events, phone: Phone
+) -> None:
+    phone.invite()
+    await phone.receive()
+    start = await events.wait("StasisStart")
+    phone.to = "<sip:110@127.0.0.1>"  # CANCEL repeats the INVITE's To (no tag)
+    phone.send(
+        f"""CANCEL sip:110@127.0.0.1:{phone.target[1]} SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:{phone.sip.port};branch=z9hG4bK-1-1-0
+From: "SIPp caller" <sip:sipp@127.0.0.1:{phone.sip.port}>;tag=1SIPpTag001
+To: <sip:110@127.0.0.1:{phone.target[1]}>
+Call-ID: {phone.call_id}
+CSeq: 1 CANCEL"""
+    )
+    answers = {}
+    for _ in range(2):
+        answer = await phone.receive()
+        assert isinstance(answer, SipResponse)
+        answers[answer.cseq[1]] = answer.status
+    assert answers == {"CANCEL": 200, "INVITE": 487}
+    destroyed = await events.wait("ChannelDestroyed")
+    assert destroyed["channel"]["id"] == start["channel"]["id"]
+    phone.in_dialog("ACK", 1)  # the 487 is acknowledged; nothing more comes
+    with pytest.raises(TimeoutError):
+        await phone.receive(within_s=0.7)
