@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from operadora.audiosocket.peer import AsteriskPeer
 from operadora.audiosocket.server import start_media_server
 from operadora.config import Settings
 from operadora.events import EventBus, TurnEvent
-from operadora.media import MediaSession
+from operadora.media import InboundItem, MediaSession
 from operadora.voice.engines import STT_RATE
 from operadora.voice.factory import agent_handler, build_engines, warm_up
 from operadora.voice.pcm import resample
@@ -33,6 +35,29 @@ from voice_call import converse
 from voice_corpus import Prompt, edit_distance, load_prompts, normalise
 
 STAGES = ("endpointing_ms", "stt_ms", "agent_ms", "tts_first_chunk_ms", "overhead_ms")
+OVERHEAD_PARTS = ("handoff_ms", "playout_ms")
+
+
+class GcPauses:
+    """Every cyclic-GC pause while the conversation runs: (start, duration s, generation)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[float, float, int]] = []
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            now = time.perf_counter()
+            self.pauses.append((self._started, now - self._started, info["generation"]))
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -53,7 +78,7 @@ async def conversation(
     events = bus.subscribe()
 
     agent = agent_handler(engines, settings.voice, bus, language="en", greet=False)
-    clears: list[float] = []
+    clears: list[tuple[float, float]] = []
 
     async def handler(media: MediaSession) -> None:
         await agent(ClearTap(media, clears))
@@ -99,15 +124,18 @@ async def conversation(
             )
     print(row("vad end vs last sample", vad_tail))
     print(row("engine -> wire", delivery))
-    detect, cut = [], []
+    detect, hop, cut = [], [], []
     for t in log.turns:
         if t.barge_onset_sent is None or t.agent_stopped is None:
             continue
-        clear = next((c for c in clears if c >= t.barge_onset_sent - 0.1), None)
-        if clear is not None:
+        found = next((c for c in clears if c[0] >= t.barge_onset_sent - 0.1), None)
+        if found is not None:
+            clear, frame_in = found
             detect.append((clear - t.barge_onset_sent) * 1000)
+            hop.append((clear - frame_in) * 1000)
             cut.append((t.agent_stopped - clear) * 1000)
     print(row("barge-in: onset->clear", detect))
+    print(row("barge-in: frame in->clear", hop))
     print(row("barge-in: clear->wire", cut))
     wire = [
         (t.first_agent_audio - t.last_voice_sent) * 1000
@@ -126,15 +154,25 @@ async def conversation(
 
 
 class ClearTap:
-    """The media session, with the time of every clear() (barge-in) noted for the breakdown."""
+    """The media session, with the time of every clear() (barge-in) noted for the breakdown,
+    next to the arrival of the caller frame being handled then."""
 
-    def __init__(self, media: MediaSession, clears: list[float]) -> None:
+    def __init__(self, media: MediaSession, clears: list[tuple[float, float]]) -> None:
         self._media = media
         self._clears = clears
+        self._last_in = 0.0
 
     def clear(self) -> int:
-        self._clears.append(time.monotonic())
+        self._clears.append((time.monotonic(), self._last_in))
         return self._media.clear()
+
+    async def _inbound(self) -> AsyncIterator[InboundItem]:
+        async for item in self._media.inbound():
+            self._last_in = item.received_at
+            yield item
+
+    def inbound(self) -> AsyncIterator[InboundItem]:
+        return self._inbound()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._media, name)
@@ -183,14 +221,24 @@ def main() -> None:
     callers = [p for p in prompts if 0.8 <= p.audio.size / p.rate <= 3.5][:turns_n]
 
     print(f"\nconversation: {len(callers)} caller turns at {args.rate} Hz over AudioSocket")
-    wire, turns, barge = asyncio.run(
-        conversation(settings, engines, callers, args.rate, args.verbose)
-    )
+    with GcPauses() as gc_pauses:
+        wire, turns, barge = asyncio.run(
+            conversation(settings, engines, callers, args.rate, args.verbose)
+        )
     v2v_internal = [t.latency_ms or 0.0 for t in turns]
+    if args.verbose:
+        for t in turns:
+            parts = "  ".join(
+                f"{k[:-3]} {t.timings.get(k, 0.0):6.1f}" for k in STAGES + OVERHEAD_PARTS
+            )
+            print(f"    {parts}")
     print(row("v2v on the wire", wire))
     print(row("v2v in the engine", v2v_internal))
-    for stage in STAGES:
+    for stage in STAGES + OVERHEAD_PARTS:
         print(row(stage, [t.timings.get(stage, 0.0) for t in turns]))
+    by_gen = [[d * 1000 for _, d, g in gc_pauses.pauses if g == gen] for gen in range(3)]
+    for gen, pauses in enumerate(by_gen):
+        print(row(f"gc gen{gen} pause", pauses) + f" max {max(pauses, default=0):.1f}")
     print(row("stt decode (compute)", [t.timings.get("stt_decode_ms", 0.0) for t in turns]))
     print(row("barge-in reaction", barge))
 

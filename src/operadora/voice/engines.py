@@ -40,6 +40,15 @@ class TextToSpeech(Protocol):
     def synthesize(self, text: str, language: str | None = None) -> AsyncIterator[bytes]: ...
 
 
+class LineRateTts(Protocol):
+    """A TTS that can deliver at the line's rate itself, resampling in its worker thread so the
+    event loop does not (espeak-ng, Piper); the reply uses it when the engine has it."""
+
+    def synthesize_at(
+        self, text: str, language: str | None, sample_rate: int
+    ) -> AsyncIterator[bytes]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class AgentText:
     text: str

@@ -91,6 +91,7 @@ class UserTurnFrame(SystemFrame):
     started_at: float
     ended_at: float
     timings: dict[str, float] = field(default_factory=dict)
+    ready_at: float = 0.0  # when the transcript was in hand (loop time)
 
 
 @dataclass(slots=True)

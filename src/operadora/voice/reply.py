@@ -8,9 +8,16 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import cast
 
 from operadora.voice.clauses import ClauseSplitter
-from operadora.voice.engines import AgentAction, AgentOutput, AgentText, TextToSpeech
+from operadora.voice.engines import (
+    AgentAction,
+    AgentOutput,
+    AgentText,
+    LineRateTts,
+    TextToSpeech,
+)
 from operadora.voice.errors import ProviderError
 from operadora.voice.frames import (
     ActionFrame,
@@ -91,6 +98,15 @@ class Reply:
             self.times.first_clause_at = asyncio.get_running_loop().time()
         self._queue.put(TextFrame(clause))
 
+    def _clause_audio(self, text: str) -> tuple[AsyncIterator[bytes], int]:
+        """The clause's audio stream and its rate: at the line's rate when the engine can
+        resample in its own thread, else at the engine's rate (the speaker resamples)."""
+        at_rate = getattr(self._tts, "synthesize_at", None)
+        if at_rate is not None:
+            rate = self._speaker.rate
+            return cast(LineRateTts, self._tts).synthesize_at(text, self._language, rate), rate
+        return self._tts.synthesize(text, self._language), self._tts.sample_rate
+
     async def _synthesise(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -103,10 +119,11 @@ class Reply:
             elif isinstance(frame, TextFrame):
                 try:
                     spoken = False
-                    async for pcm in self._tts.synthesize(frame.text, self._language):
+                    chunks, rate = self._clause_audio(frame.text)
+                    async for pcm in chunks:
                         if self.times.first_audio_at is None:
                             self.times.first_audio_at = loop.time()
-                        self._speaker.add(pcm, self._tts.sample_rate, frame.text)
+                        self._speaker.add(pcm, rate, frame.text)
                         if not spoken:
                             spoken = True
                             self.times.text.append(frame.text)

@@ -34,6 +34,7 @@ from operadora.voice.errors import ProviderError
 from operadora.voice.frames import (
     DtmfFrame,
     EndFrame,
+    Frame,
     FrameQueue,
     InterruptionFrame,
     SpeechStartedFrame,
@@ -110,6 +111,8 @@ class VoiceAgentSession:
         self._last_audio_at = 0.0
         self._speculative: asyncio.Task[tuple[str, float]] | None = None
         self._stt_tasks: set[asyncio.Task[None]] = set()
+        self._turn_stt: set[asyncio.Task[tuple[str, float]]] = set()
+        self._ended = False  # the control task has stopped taking frames
         self._reply_task: asyncio.Task[None] | None = None
         self._reply: Reply | None = None
         self.turns: list[TurnEvent] = []
@@ -129,7 +132,8 @@ class VoiceAgentSession:
             if self._reply is not None and not self._reply.finalised:
                 self._reply.interrupt()
                 self._finalise(self._reply, interrupted=True)  # the call ended mid-reply
-            for task in (self._reply_task, self._speculative, *self._stt_tasks):
+            self._ended = True
+            for task in (self._reply_task, self._speculative, *self._stt_tasks, *self._turn_stt):
                 if task is not None:
                     task.cancel()
             self._speaker.stop()
@@ -296,54 +300,78 @@ class VoiceAgentSession:
 
     def _end_of_turn(self, last_voice_at: float) -> None:
         now = self._loop.time()
-        speculative = self._speculative
+        stt = self._speculative
         self._speculative = None
         audio = self._utterance.take(STT_RATE)
-        if speculative is None:
-            speculative = self._loop.create_task(self._transcribe(audio))
+        if stt is None:
+            stt = self._loop.create_task(self._transcribe(audio))
         started_at = self._turns.speech_started_at
-        self._frames.put(SpeechStoppedFrame(last_voice_at))
-        task = self._loop.create_task(
-            self._finish_turn(speculative, started_at, last_voice_at, now)
-        )
-        self._stt_tasks.add(task)
-        task.add_done_callback(self._stt_tasks.discard)
+        self._dispatch(SpeechStoppedFrame(last_voice_at))
 
-    async def _finish_turn(
+        def finish(task: asyncio.Task[tuple[str, float]]) -> None:
+            self._turn_stt.discard(task)
+            self._finish_turn(task, started_at, last_voice_at, now)
+
+        if stt.done():  # the speculative decode is in hand: answer in this very callback
+            finish(stt)
+        else:
+            self._turn_stt.add(stt)
+            stt.add_done_callback(finish)
+
+    def _finish_turn(
         self,
         stt: asyncio.Task[tuple[str, float]],
         started_at: float,
         last_voice_at: float,
         end_of_turn_at: float,
     ) -> None:
-        text, decode_s = await stt
+        if stt.cancelled() or self._ended:
+            return
+        try:
+            text, decode_s = stt.result()
+        except Exception:
+            log.exception("call %s: speech recognition crashed", self.call_id)
+            text, decode_s = "", 0.0
         done = self._loop.time()
         timings = {
             "endpointing_ms": (end_of_turn_at - last_voice_at) * 1000,
             "stt_ms": (done - end_of_turn_at) * 1000,
             "stt_decode_ms": decode_s * 1000,
         }
-        self._frames.put(UserTurnFrame(text, started_at, last_voice_at, timings))
+        self._dispatch(UserTurnFrame(text, started_at, last_voice_at, timings, done))
 
     # -- control -------------------------------------------------------------------------------
+
+    def _dispatch(self, frame: Frame) -> None:
+        """Handle a frame in the caller's own callback when nothing is waiting before it (the
+        handlers never await, so this is what the control task would do, one loop turn and
+        one wake-up sooner); else queue it behind the others."""
+        if self._frames or self._ended:
+            self._frames.put(frame)
+        else:
+            self._handle(frame)
 
     async def _control(self) -> None:
         while True:
             frame = await self._frames.get()
             if isinstance(frame, EndFrame):
+                self._ended = True
                 return
-            if isinstance(frame, SpeechStartedFrame):
-                self._publish_speaking("caller", True)
-            elif isinstance(frame, SpeechStoppedFrame):
-                self._publish_speaking("caller", False)
-            elif isinstance(frame, InterruptionFrame):
-                self._interrupt()
-            elif isinstance(frame, UserTurnFrame):
-                self._on_user_turn(frame)
-            elif isinstance(frame, DtmfFrame):
-                self._bus.publish(DtmfEvent(self.call_id, digit=frame.digit))
-                self._interrupt()
-                self._start_reply(self._conversation.dtmf(frame.digit), None)
+            self._handle(frame)
+
+    def _handle(self, frame: Frame) -> None:
+        if isinstance(frame, SpeechStartedFrame):
+            self._publish_speaking("caller", True)
+        elif isinstance(frame, SpeechStoppedFrame):
+            self._publish_speaking("caller", False)
+        elif isinstance(frame, InterruptionFrame):
+            self._interrupt()
+        elif isinstance(frame, UserTurnFrame):
+            self._on_user_turn(frame)
+        elif isinstance(frame, DtmfFrame):
+            self._bus.publish(DtmfEvent(self.call_id, digit=frame.digit))
+            self._interrupt()
+            self._start_reply(self._conversation.dtmf(frame.digit), None)
 
     def _on_user_turn(self, frame: UserTurnFrame) -> None:
         event = TurnEvent(
@@ -432,6 +460,10 @@ class VoiceAgentSession:
         timings["v2v_ms"] = v2v
         stages = ("endpointing_ms", "stt_ms", "agent_ms", "tts_first_chunk_ms")
         timings["overhead_ms"] = max(0.0, v2v - sum(timings.get(k, 0.0) for k in stages))
+        # the overhead's two parts: transcript in hand -> reply started, TTS chunk -> on the wire
+        timings["handoff_ms"] = (times.started_at - turn.ready_at) * 1000
+        if times.first_audio_at is not None:
+            timings["playout_ms"] = (first_audio - times.first_audio_at) * 1000
         return timings, v2v
 
     def _publish_speaking(self, speaker: str, speaking: bool) -> None:

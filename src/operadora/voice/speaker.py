@@ -66,6 +66,11 @@ class Speaker:
     def paused(self) -> bool:
         return self._paused
 
+    @property
+    def rate(self) -> int:
+        """The rate the current reply is played at (the media's, when it started)."""
+        return self._rate
+
     def start(self) -> None:
         self.stop()
         self._rate = self._media.sample_rate

@@ -50,6 +50,10 @@ class IntentMatcher:
         self._cache: dict[str, IntentMatch] = {}
         self._cache_lock = threading.Lock()
 
+    def cached(self, text: str) -> IntentMatch | None:
+        """The match already made for this text (by ``prepare``), without waiting for one."""
+        return self._cache.get(text)
+
     def match(self, text: str) -> IntentMatch:
         if not text.strip():
             return IntentMatch(None, 0.0)
@@ -103,7 +107,11 @@ class ScriptedConversation:
 
     async def reply(self, caller_text: str) -> AsyncIterator[AgentOutput]:
         self.history.append(("caller", caller_text))
-        match = await asyncio.to_thread(self._agent.matcher.match, caller_text)
+        matcher = self._agent.matcher
+        # prepared while the caller was still in the end-of-turn silence: no thread hop
+        match = matcher.cached(caller_text)
+        if match is None:
+            match = await asyncio.to_thread(matcher.match, caller_text)
         self.last_match = match
         log.info(
             "call %s: intent %s (%.2f)",

@@ -9,6 +9,7 @@ import threading
 from collections.abc import AsyncIterator
 
 from operadora.voice.errors import MissingExtraError, ProviderError
+from operadora.voice.pcm import resample_pcm
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INITIALIZE_DONT_EXIT = 0x8000
@@ -109,5 +110,17 @@ class EspeakTts:
 
     async def synthesize(self, text: str, language: str | None = None) -> AsyncIterator[bytes]:
         pcm = await asyncio.to_thread(self.synthesize_sync, text, language)
+        if pcm:
+            yield pcm
+
+    async def synthesize_at(
+        self, text: str, language: str | None, sample_rate: int
+    ) -> AsyncIterator[bytes]:
+        """The clause at ``sample_rate``, resampled in the worker thread, not on the loop."""
+
+        def work() -> bytes:
+            return resample_pcm(self.synthesize_sync(text, language), self.sample_rate, sample_rate)
+
+        pcm = await asyncio.to_thread(work)
         if pcm:
             yield pcm

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from operadora.voice.errors import MissingExtraError, ProviderError
+from operadora.voice.pcm import resample_pcm
 
 
 class PiperTts:
@@ -34,5 +35,17 @@ class PiperTts:
 
     async def synthesize(self, text: str, language: str | None = None) -> AsyncIterator[bytes]:
         pcm = await asyncio.to_thread(self.synthesize_sync, text)
+        if pcm:
+            yield pcm
+
+    async def synthesize_at(
+        self, text: str, language: str | None, sample_rate: int
+    ) -> AsyncIterator[bytes]:
+        """The clause at ``sample_rate``, resampled in the worker thread, not on the loop."""
+
+        def work() -> bytes:
+            return resample_pcm(self.synthesize_sync(text), self.sample_rate, sample_rate)
+
+        pcm = await asyncio.to_thread(work)
         if pcm:
             yield pcm
