@@ -1,24 +1,25 @@
 """Whole-engine capacity benchmark: how many simultaneous AI calls this machine carries, set
-against what the capacity planner predicts from the per-call CPU cost.
+against what the capacity planner predicts from light loads.
 
 One server process runs the AudioSocket media server with the embedded voice agent on every
 connection (Silero VAD, Whisper, the scripted agent, espeak: ``capacity_server.py``); this
 process plays the callers over real AudioSocket connections (``capacity_calls.py``): each
-call says an utterance, listens to the agent's whole answer, says the next one.
+call says an utterance, listens to the agent's whole answer, says the next one, round and
+round. A load step of N calls is measured over a steady window (every call connected and
+talking): the CPU at the window's two ends, the turns whose utterance ended inside it.
 
-1. N=1 and N=4, light loads: the server's CPU time (``/proc``, all its threads) over the
-   calls' summed duration. A line through the two splits it into what the process pays once
-   while calls run (``fixed_cpu_ms_per_second``: one batched VAD model, thread pools) and
-   what each call adds (``cpu_ms_per_call_second``); the same for the callers. The
-   planner's own ``cpu_component`` turns these into ``predicted_max_calls``:
-   (cores x 1000 - fixed) / (server + caller per-call cost), the callers standing in for
-   Asterisk, which shares a call-center machine's cores the same way.
-2. N concurrent calls, ramped up and then bisected, until the service criterion breaks
+1. Light loads N=1 (a window twice as long), 4 and 8: the server's CPU (``/proc``, all its
+   threads; Whisper's threads apart), the callers' CPU, Whisper's decodes and their times,
+   the turns' rhythm and voice-to-voice latency. ``operadora.capacity.engine`` predicts the
+   maximum from these alone (``predicted_max_calls``): cost curves that fall with N, and the
+   turns of N calls queueing for Whisper, one decode at a time.
+2. N concurrent calls, searched from the prediction, until the service criterion breaks
    (voice-to-voice p95 on the wire over 1000 ms, or a turn without an answer within 10 s):
    ``measured_max_calls`` is the largest N that held. The prediction never sees it.
 
-Final lines: cpu_ms_per_call_second_at_1, cpu_ms_per_call_second, fixed_cpu_ms_per_second,
-caller_cpu_ms_per_call_second, caller_fixed_cpu_ms_per_second, cores, predicted_max_calls,
+Final lines: light_load_1, light_load_4, light_load_8, cpu_ms_per_call_second_at_1,
+cpu_ms_per_call_second, fixed_cpu_ms_per_second, caller_cpu_ms_per_call_second,
+caller_fixed_cpu_ms_per_second, cores, predicted_max_calls, prediction_limit,
 measured_max_calls, prediction_error_pct.
 """
 
@@ -26,16 +27,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import math
 import os
+import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from capacity_calls import CallResult, run_calls
-from operadora.capacity.model import Machine, Measured, cpu_component
+from capacity_calls import run_calls
+from operadora.capacity.engine import LightLoad, predict
 from operadora.capacity.ramp import (
     V2V_P95_LIMIT_MS,
     Step,
@@ -50,7 +56,8 @@ from voice_corpus import Prompt, load_prompts
 
 HERE = Path(__file__).parent
 TICK = os.sysconf("SC_CLK_TCK")
-LIGHT = 4  # the second light load: with N=1 it separates the fixed and the per-call cost
+LIGHT_LOADS = (1, 4, 8)  # the prediction's only inputs
+POOL = 8  # utterances; N=1 says them all, every call draws from them
 
 
 def process_cpu_s(pid: int) -> float:
@@ -80,25 +87,78 @@ def start_server(timeout_s: float = 180.0) -> tuple[subprocess.Popen[str], int]:
     raise SystemExit("the capacity server did not start")
 
 
-def scripts_for(n: int, pool: list[Prompt], turns: int) -> list[list[Prompt]]:
+def scripts_for(n: int, pool: list[Prompt]) -> list[list[Prompt]]:
     """Each call its own rotation of the same pool (the one N=1 went through whole), so calls
     do not speak in lockstep and a larger N brings no utterance N=1 did not already answer."""
-    return [[pool[(i + t) % len(pool)] for t in range(turns)] for i in range(n)]
+    return [[pool[(i + t) % len(pool)] for t in range(len(pool))] for i in range(n)]
+
+
+def server_stats(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    """What the server saw since the last ask: Whisper's waits and decodes, TTS times, the
+    CPU seconds of its threads by kind (``capacity_server.Stats``)."""
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("stats\n")
+    proc.stdin.flush()
+    while line := proc.stdout.readline():
+        if line.startswith("stats: "):
+            found: dict[str, Any] = json.loads(line[len("stats: ") :])
+            return found
+    raise SystemExit("the capacity server ended")
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+@dataclass(slots=True)
+class Measurement:
+    """One load step: the criterion's figures and where the time and CPU went."""
+
+    step: Step
+    caller_ms: float  # the callers' CPU ms per call-second
+    light: LightLoad  # the same figures as the prediction reads them
+    window_s: float
+    wall_s: float
+    stats: dict[str, Any]
+
+    def lines(self) -> str:
+        step, light, st = self.step, self.light, self.stats
+        waits = st["stt_wait_s"]
+        busy = light.decodes * light.decode_ms / 1000 * step.calls
+        threads = " ".join(f"{k} {v:.2f}" for k, v in sorted(st["thread_cpu_s"].items()))
+        return (
+            f"N={step.calls:4d}  cpu {step.cpu_ms_per_call_s:7.1f} ms/call-s  "
+            f"v2v p95 {step.v2v_p95_ms:7.0f} ms  lost {step.lost_turns:3d}  "
+            f"{'ok' if step.ok else 'BROKEN'}\n"
+            f"       {self.window_s:.0f} s window ({self.wall_s:.0f} s in all), "
+            f"{light.turns * step.calls * self.window_s:.0f} turns, v2v p50 "
+            f"{light.v2v_p50_ms:.0f} ms; callers {self.caller_ms:.1f} ms/call-s; whisper "
+            f"{light.stt_cpu_ms:.1f} ms/call-s, {light.decodes / max(light.turns, 1e-9):.2f} "
+            f"decodes/turn of {light.decode_ms:.0f} ms (p95 {light.decode_p95_ms:.0f}), busy "
+            f"{busy:.2f}, wait mean {1000 * mean(waits):.0f} p95 {1000 * p95(waits):.0f} ms; "
+            f"tts {1000 * mean(st['tts_s']):.0f} ms each; server thread CPU s: {threads}"
+        )
 
 
 def run_step(
-    pid: int, port: int, n: int, prompts: list[Prompt], turns: int, rate: int
-) -> tuple[Step, float]:
+    proc: subprocess.Popen[str], port: int, n: int, pool: list[Prompt], window_s: float, rate: int
+) -> Measurement:
+    pid = proc.pid
     spread = 4.0 if n > 1 else 0.0  # about one turn: the calls' turns interleave
-    server0, caller0 = process_cpu_s(pid), time.process_time()
-    results: list[CallResult] = asyncio.run(
-        run_calls(port, scripts_for(n, prompts, turns), rate, spread)
-    )
-    server_cpu, caller_cpu = process_cpu_s(pid) - server0, time.process_time() - caller0
-    call_s = sum(r.seconds for r in results)
-    v2v = [v for r in results for v in r.v2v_ms]
-    errors = [r.error for r in results if r.error]
-    if errors:
+    server_stats(proc)  # start the server's records afresh
+    edges: list[tuple[float, float, float]] = []  # at, server CPU s, caller CPU s
+
+    def on_edge() -> None:
+        edges.append((time.monotonic(), process_cpu_s(pid), time.process_time()))
+
+    began = time.monotonic()
+    results, _ = asyncio.run(run_calls(port, scripts_for(n, pool), rate, spread, window_s, on_edge))
+    wall = time.monotonic() - began
+    stats = server_stats(proc)
+    (t0, server0, caller0), (t1, server1, caller1) = edges
+    call_s = n * (t1 - t0)  # every call connected throughout the window
+    v2v = sorted(v for r in results for v in r.v2v_ms)
+    if errors := [r.error for r in results if r.error]:
         print(f"  {len(errors)} call(s) failed to connect: {errors[0]}")
     if lost := [name for r in results for name in r.lost_prompts]:
         print(f"  unanswered: {', '.join(lost)}")
@@ -106,72 +166,90 @@ def run_step(
         calls=n,
         v2v_p95_ms=p95(v2v),
         lost_turns=sum(r.lost for r in results),
-        cpu_ms_per_call_s=cpu_ms_per_call_second(server_cpu, call_s),
+        cpu_ms_per_call_s=cpu_ms_per_call_second(server1 - server0, call_s),
     )
-    return step, cpu_ms_per_call_second(caller_cpu, call_s)
+    caller = cpu_ms_per_call_second(caller1 - caller0, call_s)
+    connected = sum(r.seconds for r in results)  # Whisper's records cover the whole step
+    threads = stats["thread_cpu_s"]
+    stt_share = threads.get("native", 0.0) / max(1e-9, sum(threads.values()))
+    decodes = stats["stt_decode_s"]
+    light = LightLoad(
+        calls=n,
+        server_cpu_ms=step.cpu_ms_per_call_s,
+        stt_cpu_ms=step.cpu_ms_per_call_s * stt_share,
+        caller_cpu_ms=caller,
+        turns=(len(v2v) + step.lost_turns) / call_s,
+        decodes=len(decodes) / connected,
+        decode_ms=1000 * mean(decodes),
+        decode_p95_ms=1000 * p95(decodes) if decodes else 0.0,
+        v2v_p50_ms=statistics.median(v2v) if v2v else math.inf,
+        v2v_p95_ms=step.v2v_p95_ms,
+    )
+    return Measurement(step, caller, light, t1 - t0, wall, stats)
+
+
+def sweep(
+    proc: subprocess.Popen[str], port: int, args: argparse.Namespace, pool: list[Prompt]
+) -> None:
+    """Each load of ``--sweep`` in turn, ``--repeat`` rounds: the cost curve and its noise."""
+    loads = [int(n) for n in args.sweep.split(",") if n.strip()]
+    for _ in range(args.repeat):
+        for n in loads:
+            m = run_step(proc, port, n, pool, args.window * (2 if n == 1 else 1), args.rate)
+            print(m.lines(), flush=True)
+            print(m.light.line(), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer turns per call (~4 min)")
-    parser.add_argument("--turns", type=int, default=None, help="caller turns per call")
-    parser.add_argument("--cap", type=int, default=48, help="the most calls to try")
+    parser.add_argument("--quick", action="store_true", help="shorter load steps (~5 min)")
+    parser.add_argument("--window", type=float, default=None, help="seconds measured per step")
+    parser.add_argument("--cap", type=int, default=64, help="the most calls to try")
     parser.add_argument("--rate", type=int, default=8000, choices=(8000, 16000))
     parser.add_argument("--cores", type=int, default=None, help="default: this process's CPUs")
+    parser.add_argument(
+        "--sweep",
+        default="",
+        help="only measure these loads (e.g. 1,4,8,16), --repeat times, with no search",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of --sweep")
     args = parser.parse_args()
     quick = args.quick or os.environ.get("OPERADORA_BENCH_QUICK") == "1"
-    turns = args.turns or (3 if quick else 4)
+    args.window = args.window or (20.0 if quick else 30.0)
     cores = args.cores or len(os.sched_getaffinity(0))
-    budget_s = 240.0 if quick else 420.0  # the ramp stops here; what held so far is reported
+    budget_s = 300.0 if quick else 540.0  # the search stops here; what held so far is reported
 
-    prompts = [p for p in load_prompts() if 0.8 <= p.audio.size / p.rate <= 3.5][: turns * 2]
+    pool = [p for p in load_prompts() if 0.8 <= p.audio.size / p.rate <= 3.5][:POOL]
     proc, port = start_server()
     began = time.monotonic()
+    steps: dict[int, Step] = {}
     try:
-        # the costs at two light loads: N=1 (twice the turns: a steadier figure) and N=4
-        first, caller_1 = run_step(proc.pid, port, 1, prompts, turns * 2, args.rate)
-        light, caller_4 = run_step(proc.pid, port, LIGHT, prompts, turns, args.rate)
-        fixed, cost = fixed_and_marginal(first, light)
-        caller_fixed, caller_cost = fixed_and_marginal(
-            Step(1, 0, 0, caller_1), Step(LIGHT, 0, 0, caller_4)
-        )
-        # the planner's own cpu line; the callers play Asterisk on the same cores
-        machine = Machine(cores=cores, ram_gb=0, llm="none")
-        costs = Measured(
-            engine_cpu_ms_per_call_s=cost,
-            engine_fixed_cpu_ms_per_s=fixed + caller_fixed,
-            telephony_cpu_ms_per_call_s=caller_cost,
-        )
-        component, _ = cpu_component(machine, costs)
-        predicted = component.max_calls or 0
+        if args.sweep:
+            sweep(proc, port, args, pool)
+            return
+        light: list[LightLoad] = []
+        callers: list[float] = []
+        for n in LIGHT_LOADS:  # N=1 twice as long: it must say the whole pool
+            m = run_step(proc, port, n, pool, args.window * (2 if n == 1 else 1), args.rate)
+            print(m.lines(), flush=True)
+            steps[n] = m.step
+            light.append(m.light)
+            callers.append(m.caller_ms)
+        prediction = predict(light, cores, cap=args.cap)
         print(
-            f"cost at N=1: {first.cpu_ms_per_call_s:.1f} server + {caller_1:.1f} caller CPU ms "
-            f"per call-second; at N={LIGHT}: {light.cpu_ms_per_call_s:.1f} + {caller_4:.1f}"
+            f"planner (operadora.capacity.engine): {prediction.max_calls} calls, limit "
+            f"{prediction.limit}, simulated v2v p95 {prediction.v2v_p95_ms:.0f} ms, "
+            f"{prediction.cpu_cores:.2f} cores; {prediction.basis}"
         )
-        print(
-            f"fitted: server {fixed:.1f} ms/s once + {cost:.1f} ms per call-second; callers "
-            f"{caller_fixed:.1f} ms/s once + {caller_cost:.1f} ms per call-second"
-        )
-        print(f"planner ({component.basis}): {predicted} calls")
         print(f"criterion: v2v p95 on the wire <= {V2V_P95_LIMIT_MS:.0f} ms, no turn unanswered")
-        steps = {1: first, LIGHT: light}
-
-        def show(step: Step) -> None:
-            print(
-                f"N={step.calls:4d}  cpu {step.cpu_ms_per_call_s:7.1f} ms/call-s  "
-                f"v2v p95 {step.v2v_p95_ms:7.0f} ms  lost {step.lost_turns:3d}  "
-                f"{'ok' if step.ok else 'BROKEN'}",
-                flush=True,
-            )
-
-        show(first)
-        show(light)
+        predicted = prediction.max_calls
         while n := next_load({k: s.ok for k, s in steps.items()}, predicted, args.cap):
             if time.monotonic() - began > budget_s:
                 print(f"time budget ({budget_s:.0f} s) spent: stopping the search")
                 break
-            steps[n], _ = run_step(proc.pid, port, n, prompts, turns, args.rate)
-            show(steps[n])
+            m = run_step(proc, port, n, pool, args.window, args.rate)
+            print(m.lines(), flush=True)
+            steps[n] = m.step
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
@@ -180,7 +258,14 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    first, four = steps[1], steps[4]
+    fixed, cost = fixed_and_marginal(first, four)
+    caller_fixed, caller_cost = fixed_and_marginal(
+        Step(1, 0, 0, callers[0]), Step(4, 0, 0, callers[1])
+    )
     measured = largest_held({k: s.ok for k, s in steps.items()})
+    for load in light:
+        print(load.line())
     print(f"cpu_ms_per_call_second_at_1: {first.cpu_ms_per_call_s:.1f}")
     print(f"cpu_ms_per_call_second: {cost:.1f}")
     print(f"fixed_cpu_ms_per_second: {fixed:.1f}")
@@ -188,6 +273,7 @@ def main() -> None:
     print(f"caller_fixed_cpu_ms_per_second: {caller_fixed:.1f}")
     print(f"cores: {cores}")
     print(f"predicted_max_calls: {predicted}")
+    print(f"prediction_limit: {prediction.limit}")
     print(f"measured_max_calls: {measured}")
     if measured:
         print(f"prediction_error_pct: {error_pct(predicted, measured):+.1f}")

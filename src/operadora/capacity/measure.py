@@ -18,6 +18,7 @@ import re
 import sys
 from pathlib import Path
 
+from operadora.capacity.engine import LightLoad, parse_light_load, predict
 from operadora.capacity.model import Check, Machine, Measured, MediaStep, cpu_component
 
 _LINE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_.]*)\s*[:=]\s*(\S.*?)\s*$")
@@ -131,29 +132,51 @@ def _cost(values: dict[str, str]) -> float | None:
     return cost
 
 
+def light_loads(engine: dict[str, str]) -> list[LightLoad]:
+    """bench_capacity's ``light_load_N`` lines, lightest first (malformed ones left out)."""
+    found = [parse_light_load(key, value) for key, value in engine.items()]
+    return sorted((x for x in found if x is not None), key=lambda x: x.calls)
+
+
 def engine_check(engine: dict[str, str]) -> Check | None:
-    """The planner's prediction for bench_capacity's machine, from the costs at light loads
-    alone (N=1 and N=4): its ``cpu`` component, (cores x 1000 - fixed) / (engine + callers)
-    CPU ms per call-second (the callers stand in for Asterisk on the same cores), set against
-    the most calls the benchmark carried. The measured maximum never feeds the prediction."""
-    machine, costs = engine_machine(engine)
+    """The planner's prediction for bench_capacity's machine from its light loads alone
+    (``operadora.capacity.engine``: cost curves and Whisper's queue, its callers standing in
+    for Asterisk on the same cores), set against the most calls the benchmark carried. The
+    measured maximum never feeds the prediction. Output without light-load lines (an older
+    benchmark) gets the older model: the cpu component from the costs at N=1 and N=4."""
     measured_max = _count(engine, "measured_max_calls")
-    if machine is None or costs is None or not measured_max:
+    if not measured_max:
         return None
-    cost = costs.engine_cpu_ms_per_call_s or 0.0
-    callers = costs.telephony_cpu_ms_per_call_s or 0.0
-    fixed = costs.engine_fixed_cpu_ms_per_s
-    cores = machine.cores
-    component, _ = cpu_component(machine, costs)
-    predicted = component.max_calls or 0
+    cores = _count(engine, "cores") or 1
+    loads = light_loads(engine)
+    if len({x.calls for x in loads}) >= 2:
+        prediction = predict(loads, cores)
+        predicted = prediction.max_calls
+        basis = (
+            f"limit {prediction.limit} at {predicted} calls (simulated v2v p95 "
+            f"{prediction.v2v_p95_ms:.0f} ms, {prediction.cpu_cores:.2f} cores), from light "
+            f"loads N={','.join(str(x.calls) for x in loads)}: {prediction.basis}"
+        )
+    else:
+        machine, costs = engine_machine(engine)
+        if machine is None or costs is None:
+            return None
+        cost = costs.engine_cpu_ms_per_call_s or 0.0
+        callers = costs.telephony_cpu_ms_per_call_s or 0.0
+        fixed = costs.engine_fixed_cpu_ms_per_s
+        component, _ = cpu_component(machine, costs)
+        predicted = component.max_calls or 0
+        basis = (
+            f"({cores} core(s) x 1000 - {fixed:g} fixed) / ({cost:g} engine + {callers:g} "
+            "caller) CPU ms per call-second, fitted at N=1 and N=4"
+        )
     error = (predicted - measured_max) / measured_max * 100
     return Check(
         predicted=predicted,
         measured=measured_max,
         error_pct=round(error, 1),
         within_15_pct=abs(error) <= 15,
-        basis=f"({cores} core(s) x 1000 - {fixed:g} fixed) / ({cost:g} engine + {callers:g} "
-        "caller) CPU ms per call-second, fitted at N=1 and N=4",
+        basis=basis,
     )
 
 
@@ -222,6 +245,7 @@ def to_measured(
         engine_cpu_ms_per_call_s=engine_cost,
         engine_fixed_cpu_ms_per_s=_amount(engine, "fixed_cpu_ms_per_second"),
         engine_max_calls=engine_max,
+        engine_light_loads=light_loads(engine),
         engine_check=check,
         raw={"media": media, "engine": engine},
         notes=notes,

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from operadora.capacity import tables
+from operadora.capacity.engine import EngineModel, LightLoad
 from operadora.capacity.host import Gpu
 
 Source = Literal["table", "measured", "detected", "flag"]
@@ -49,6 +50,8 @@ class Measured(BaseModel):
     # pools), CPU ms per second, apart from engine_cpu_ms_per_call_s, what each call adds
     engine_fixed_cpu_ms_per_s: float = 0.0
     engine_check: Check | None = None
+    # bench_capacity's light loads (N=1, 4, 8): what operadora.capacity.engine predicts from
+    engine_light_loads: list[LightLoad] = Field(default_factory=list)
     # the telephony side's measured CPU per call-second, in place of the Asterisk table figure
     # (bench_capacity's check only: its callers stand in for Asterisk on the same cores)
     telephony_cpu_ms_per_call_s: float | None = None
@@ -170,6 +173,34 @@ def media_component(machine: Machine, measured: Measured | None) -> Component | 
     )
 
 
+def engine_component(machine: Machine, measured: Measured | None) -> Component | None:
+    """One engine process on this machine's cores, predicted from bench_capacity's light
+    loads (``operadora.capacity.engine``): the cost curves, and every call's turns queueing
+    for Whisper's one decode at a time under the service criterion (v2v p95 <= 1 s). Asterisk
+    takes its table cost per call in the place of the benchmark's callers (none when it runs
+    elsewhere). Several media workers would each have their own Whisper: not modelled."""
+    loads = measured.engine_light_loads if measured else []
+    if len({x.calls for x in loads}) < 2:
+        return None
+    telephony = 0.0
+    if machine.asterisk_on_host:
+        per_core = (
+            tables.ASTERISK_CHANNELS_PER_CORE_TRANSCODING
+            if machine.transcoding
+            else tables.ASTERISK_CHANNELS_PER_CORE
+        )
+        telephony = 1000 / per_core
+    model = EngineModel.from_light(loads, machine.cores, telephony_cpu_ms=telephony)
+    prediction = model.predict()
+    return Component(
+        name="engine",
+        max_calls=prediction.max_calls,
+        source="measured",
+        basis=f"limit {prediction.limit}; bench_capacity light loads, telephony "
+        f"{telephony:.0f} CPU ms per call-second; {prediction.basis}",
+    )
+
+
 def plan(machine: Machine, measured: Measured | None = None) -> Plan:
     """Every component's limit; the smallest is the machine's maximum and its bottleneck."""
     cpu, cost = cpu_component(machine, measured)
@@ -200,6 +231,8 @@ def plan(machine: Machine, measured: Measured | None = None) -> Plan:
         )
     if media := media_component(machine, measured):
         components.append(media)
+    if engine := engine_component(machine, measured):
+        components.append(engine)
     limited = [c for c in components if c.max_calls is not None]
     worst = min(limited, key=lambda c: c.max_calls if c.max_calls is not None else 0)
     return Plan(

@@ -1,0 +1,273 @@
+"""How many calls one engine process carries, predicted from light loads alone.
+
+bench_capacity measured (``docs/capacity.md``) that two things set the maximum of the whole
+engine on a CPU:
+
+- *The cost per call falls with load.* The event loop's wake-ups, the per-frame work and the
+  thread pools' spinning between jobs are shared by more calls as N grows: the server's CPU
+  per call-second went 90 -> 63 -> 54 -> 46 -> 38 ms at N = 1, 4, 8, 24, 36. A power law
+  ``c(N) = c(1) x N^-alpha``, fitted on the light loads, follows it (a line through N=1 and
+  N=4 did not: its slope was still the light loads' cost).
+- *The criterion breaks before the CPU is full*, on latency: Whisper decodes one utterance at
+  a time (one model, one lock), so every call's end of turn queues for it, and each decode
+  takes longer as the rest of the engine (event loop, callers) takes CPU from Whisper's
+  threads. At the maximum the CPU was about three quarters busy.
+
+The model: CPU demand from the fitted cost curves; Whisper's decode time stretched by the CPU
+the rest of the engine takes (``cores / (cores - others)``); the callers' turns in a closed
+loop (a caller speaks again only after the answer) through one FIFO server, simulated with a
+fixed seed; voice-to-voice = a light-load latency drawn from its measured spread + the wait +
+the decode's stretch. The prediction is the largest N whose simulated p95 holds the service
+criterion with the CPU not over-committed. Nothing measured above the light loads enters it.
+
+Everything here is arithmetic, tested with synthetic figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import math
+import random
+from dataclasses import dataclass
+
+from operadora.capacity.ramp import V2V_P95_LIMIT_MS, p95
+
+Z95 = 1.6449  # the standard normal's 95th percentile
+SEED = 20261126
+
+
+@dataclass(frozen=True, slots=True)
+class LightLoad:
+    """What bench_capacity measured at one light load (all per call-second unless said)."""
+
+    calls: int
+    server_cpu_ms: float  # the engine process's CPU ms per call-second
+    stt_cpu_ms: float  # of which Whisper's own threads (native threads of the process)
+    caller_cpu_ms: float  # the callers' (Asterisk's stand-in) CPU ms per call-second
+    turns: float  # caller turns per call-second
+    decodes: float  # Whisper decodes per call-second (speculative ones included)
+    decode_ms: float  # mean time of one decode
+    decode_p95_ms: float
+    v2v_p50_ms: float
+    v2v_p95_ms: float
+
+    def line(self) -> str:
+        """The bench's ``light_load_N:`` line; :func:`parse_light_load` reads it back."""
+        return (
+            f"light_load_{self.calls}: server {self.server_cpu_ms:.2f} stt {self.stt_cpu_ms:.2f} "
+            f"callers {self.caller_cpu_ms:.2f} turns {self.turns:.4f} decodes {self.decodes:.4f} "
+            f"decode {self.decode_ms:.1f} decode_p95 {self.decode_p95_ms:.1f} "
+            f"v2v_p50 {self.v2v_p50_ms:.0f} v2v_p95 {self.v2v_p95_ms:.0f}"
+        )
+
+
+_FIELDS = {
+    "server": "server_cpu_ms",
+    "stt": "stt_cpu_ms",
+    "callers": "caller_cpu_ms",
+    "turns": "turns",
+    "decodes": "decodes",
+    "decode": "decode_ms",
+    "decode_p95": "decode_p95_ms",
+    "v2v_p50": "v2v_p50_ms",
+    "v2v_p95": "v2v_p95_ms",
+}
+
+
+def parse_light_load(key: str, value: str) -> LightLoad | None:
+    """``light_load_4`` and ``server 62.6 stt 33.0 ...``; None when malformed or incomplete."""
+    if not key.startswith("light_load_") or not key[len("light_load_") :].isdigit():
+        return None
+    words = value.split()
+    found: dict[str, float] = {}
+    for name, raw in zip(words[::2], words[1::2], strict=False):
+        if name in _FIELDS:
+            try:
+                found[_FIELDS[name]] = float(raw)
+            except ValueError:
+                return None
+    if set(found) != set(_FIELDS.values()) or not all(math.isfinite(v) for v in found.values()):
+        return None
+    calls = int(key[len("light_load_") :])
+    if calls < 1 or min(found.values()) < 0:
+        return None
+    return LightLoad(calls=calls, **found)
+
+
+@dataclass(frozen=True, slots=True)
+class CostCurve:
+    """CPU ms per call-second at N calls: ``at_1 x N^-alpha`` (0 <= alpha < 1)."""
+
+    at_1: float
+    alpha: float
+
+    def per_call(self, calls: float) -> float:
+        return self.at_1 * math.pow(calls, -self.alpha)
+
+    def total_ms_per_s(self, calls: float) -> float:
+        return calls * self.per_call(calls)
+
+
+def fit_cost(points: list[tuple[int, float]]) -> CostCurve:
+    """Least squares of log cost on log N over the light loads. A cost that rises with load
+    (noise) is read as flat; alpha stays below 0.9 (total CPU must still grow with N); no
+    cost at all (nothing measured on that side) is a curve at 0."""
+    usable = [(n, c) for n, c in points if n >= 1 and c > 0]
+    if not usable:
+        return CostCurve(0.0, 0.0)
+    xs = [math.log(n) for n, _ in usable]
+    ys = [math.log(c) for _, c in usable]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx == 0:
+        return CostCurve(math.exp(my), 0.0)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    alpha = min(0.9, max(0.0, -slope))
+    # refit the level with alpha fixed, so the curve passes through the points' middle
+    level = math.exp(sum(y + alpha * x for x, y in zip(xs, ys, strict=True)) / len(xs))
+    return CostCurve(level, alpha)
+
+
+@dataclass(frozen=True, slots=True)
+class EnginePrediction:
+    max_calls: int
+    limit: str  # "latency" or "cpu"
+    v2v_p95_ms: float  # simulated at max_calls
+    cpu_cores: float  # demand at max_calls
+    basis: str
+
+
+@dataclass(frozen=True, slots=True)
+class EngineModel:
+    cores: float
+    rest: CostCurve  # the engine process but Whisper's threads: event loop, VAD, TTS, agent
+    stt: CostCurve  # Whisper's threads
+    callers: CostCurve
+    cycle_s: float  # one caller's turn, all of it (speaking, waiting, listening)
+    work_per_turn_s: float  # Whisper's time per turn at light load (all its decodes)
+    decode_cv: float  # spread of one decode's time (lognormal sigma)
+    others_light: float  # CPU cores the rest of the engine took at the light loads
+    v2v_mu: float  # light-load voice-to-voice: lognormal through its p50 and p95
+    v2v_sigma: float
+    limit_ms: float = V2V_P95_LIMIT_MS
+
+    @classmethod
+    def from_light(
+        cls, loads: list[LightLoad], cores: float, telephony_cpu_ms: float | None = None
+    ) -> EngineModel:
+        """The model from two or more light loads. ``telephony_cpu_ms`` (CPU ms per
+        call-second, flat) replaces the benchmark's callers: Asterisk's cost on a planned
+        machine (0: it runs elsewhere)."""
+        if len({x.calls for x in loads}) < 2:
+            raise ValueError("two light loads at least (different N) are needed")
+        if cores <= 0:
+            raise ValueError("no cores")
+        total_decodes = sum(x.decodes * x.calls for x in loads)
+        decode_s = sum(x.decode_ms * x.decodes * x.calls for x in loads) / total_decodes / 1000
+        decode_p95 = max(x.decode_p95_ms for x in loads) / 1000
+        turns = sum(x.turns * x.calls for x in loads) / sum(x.calls for x in loads)
+        decodes_per_turn = total_decodes / sum(x.turns * x.calls for x in loads)
+        p50 = sum(x.v2v_p50_ms for x in loads) / len(loads)
+        p95_light = sum(x.v2v_p95_ms for x in loads) / len(loads)
+        model = cls(
+            cores=cores,
+            rest=fit_cost([(x.calls, max(0.0, x.server_cpu_ms - x.stt_cpu_ms)) for x in loads]),
+            stt=fit_cost([(x.calls, x.stt_cpu_ms) for x in loads]),
+            callers=fit_cost([(x.calls, x.caller_cpu_ms) for x in loads])
+            if telephony_cpu_ms is None
+            else CostCurve(telephony_cpu_ms, 0.0),
+            cycle_s=1 / turns,
+            work_per_turn_s=decode_s * decodes_per_turn,
+            decode_cv=max(0.0, math.log(max(decode_p95, decode_s) / decode_s) / Z95),
+            others_light=0.0,
+            v2v_mu=math.log(max(p50, 1.0)),
+            v2v_sigma=max(0.0, math.log(max(p95_light, p50) / max(p50, 1.0)) / Z95),
+        )
+        # what the rest took from Whisper's threads while its light-load decodes were timed
+        light = sum(
+            x.calls**2 * (x.server_cpu_ms - x.stt_cpu_ms + x.caller_cpu_ms) for x in loads
+        ) / (1000 * sum(x.calls for x in loads))
+        return dataclasses.replace(model, others_light=light)
+
+    def cpu_cores(self, calls: float) -> float:
+        """What N calls ask of the CPU: the engine and the callers, in cores."""
+        return self.others(calls) + self.stt.total_ms_per_s(calls) / 1000
+
+    def others(self, calls: float) -> float:
+        """Cores the rest of the engine and the callers take from Whisper's threads."""
+        return (self.rest.total_ms_per_s(calls) + self.callers.total_ms_per_s(calls)) / 1000
+
+    def stretch(self, calls: float) -> float:
+        """How much longer a decode takes at N calls than at the light loads: Whisper's threads
+        share the cores with the rest. inf when the rest takes them all."""
+        free = self.cores - self.others(calls)
+        if free <= 0:
+            return math.inf
+        return (self.cores - self.others_light) / free
+
+    def v2v_p95_ms(self, calls: int, turns_per_call: int = 60) -> float:
+        """Simulated voice-to-voice p95 at N calls (fixed seed: the same figure every time)."""
+        stretch = self.stretch(calls)
+        if not math.isfinite(stretch) or self.cpu_cores(calls) > self.cores:
+            return math.inf
+        rng = random.Random(SEED + calls)
+        work = self.work_per_turn_s * stretch
+        extra = (stretch - 1) * self.work_per_turn_s  # the decode on the path is slower too
+        think = max(0.0, self.cycle_s - self.work_per_turn_s)
+        arrivals = [(rng.uniform(0, self.cycle_s), i) for i in range(calls)]
+        heapq.heapify(arrivals)
+        free_at = 0.0
+        total = calls * turns_per_call
+        skip = total // 10  # the start, before the calls spread over their cycle
+        latencies: list[float] = []
+        for done in range(total):
+            at, caller = heapq.heappop(arrivals)
+            start = max(at, free_at)
+            service = work * rng.lognormvariate(-(self.decode_cv**2) / 2, self.decode_cv)
+            free_at = start + service
+            if done >= skip:
+                base = rng.lognormvariate(self.v2v_mu, self.v2v_sigma)
+                latencies.append(base + (start - at + extra) * 1000)
+            # the caller hears the answer, then speaks again: varied utterances and answers
+            heapq.heappush(arrivals, (free_at + think * rng.uniform(0.5, 1.5), caller))
+        return p95(latencies)
+
+    def predict(self, cap: int = 1000) -> EnginePrediction:
+        """The largest N (up to ``cap``) whose simulated p95 holds the criterion."""
+
+        def holds(n: int) -> bool:
+            return self.v2v_p95_ms(n) <= self.limit_ms
+
+        if not holds(1):
+            return self._result(0)
+        low, high = 1, 2
+        while high <= cap and holds(high):
+            low, high = high, high * 2
+        high = min(high, cap + 1)
+        while high - low > 1:
+            mid = (low + high) // 2
+            low, high = (mid, high) if holds(mid) else (low, mid)
+        return self._result(low)
+
+    def _result(self, n: int) -> EnginePrediction:
+        saturated = self.cpu_cores(n + 1) > self.cores or not math.isfinite(self.stretch(n + 1))
+        p = self.v2v_p95_ms(n) if n else math.inf
+        return EnginePrediction(
+            max_calls=n,
+            limit="cpu" if saturated else "latency",
+            v2v_p95_ms=p,
+            cpu_cores=self.cpu_cores(n) if n else 0.0,
+            basis=(
+                f"{self.cores:g} cores; engine {self.rest.at_1:.1f} x N^-{self.rest.alpha:.2f} "
+                f"+ Whisper {self.stt.at_1:.1f} x N^-{self.stt.alpha:.2f} + callers "
+                f"{self.callers.at_1:.1f} x N^-{self.callers.alpha:.2f} CPU ms per call-second; "
+                f"Whisper {self.work_per_turn_s * 1000:.0f} ms per turn every "
+                f"{self.cycle_s:.1f} s, one decode at a time; v2v p95 <= {self.limit_ms:.0f} ms"
+            ),
+        )
+
+
+def predict(loads: list[LightLoad], cores: float, cap: int = 1000) -> EnginePrediction:
+    """The engine's maximum from light loads alone (:class:`EngineModel`)."""
+    return EngineModel.from_light(loads, cores).predict(cap)

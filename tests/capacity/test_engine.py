@@ -1,0 +1,177 @@
+"""The whole engine's capacity model: cost curves, Whisper's queue, the prediction from light
+loads. Synthetic figures chosen for the arithmetic, not recorded runs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from operadora.capacity.engine import (
+    CostCurve,
+    EngineModel,
+    LightLoad,
+    fit_cost,
+    parse_light_load,
+    predict,
+)
+from operadora.capacity.measure import engine_check, light_loads, parse_key_values, to_measured
+from operadora.capacity.model import Machine, Measured, plan
+
+pytestmark = pytest.mark.unit
+
+
+def load(
+    calls: int,
+    server: float,
+    stt: float = 0.0,
+    callers: float = 0.0,
+    *,
+    decode_ms: float = 1.0,
+    turns: float = 0.2,
+    decodes_per_turn: float = 1.0,
+    p50: float = 300.0,
+    p95: float = 400.0,
+) -> LightLoad:
+    return LightLoad(
+        calls=calls,
+        server_cpu_ms=server,
+        stt_cpu_ms=stt,
+        caller_cpu_ms=callers,
+        turns=turns,
+        decodes=turns * decodes_per_turn,
+        decode_ms=decode_ms,
+        decode_p95_ms=decode_ms * 1.3,
+        v2v_p50_ms=p50,
+        v2v_p95_ms=p95,
+    )
+
+
+def test_fit_cost_recovers_a_power_law_and_reads_a_rising_cost_as_flat() -> None:
+    curve = fit_cost([(n, 90.0 * n**-0.25) for n in (1, 4, 8)])
+    assert curve.alpha == pytest.approx(0.25) and curve.at_1 == pytest.approx(90.0)
+    assert curve.per_call(36) == pytest.approx(90.0 * 36**-0.25)
+    flat = fit_cost([(1, 50.0), (4, 55.0)])
+    assert flat.alpha == 0.0 and flat.per_call(100) == pytest.approx(flat.per_call(1))
+    steep = fit_cost([(1, 100.0), (10, 1.0)])  # alpha 2 would make total CPU fall with N
+    assert steep.alpha == 0.9
+    single = fit_cost([(4, 30.0)])
+    assert single.alpha == 0.0 and single.at_1 == pytest.approx(30.0)
+    assert fit_cost([(1, 0.0), (4, 0.0)]) == CostCurve(0.0, 0.0)
+
+
+def test_light_load_line_round_trip_and_bad_lines() -> None:
+    original = load(4, 62.6, 33.0, 10.0, decode_ms=87.0)
+    key, value = original.line().split(": ", 1)
+    parsed = parse_light_load(key, value)
+    assert parsed is not None and parsed.calls == 4
+    assert parsed.server_cpu_ms == pytest.approx(62.6) and parsed.decode_ms == pytest.approx(87)
+    assert parse_light_load("light_load_x", value) is None
+    assert parse_light_load("cores", value) is None
+    assert parse_light_load(key, value.replace("decode 87.0", "decode nan")) is None
+    assert parse_light_load(key, value.replace(" stt 33.00", "")) is None  # incomplete
+    assert parse_light_load("light_load_0", value) is None
+
+
+def test_cpu_bound_engine_stops_where_the_cores_run_out() -> None:
+    # 100 CPU ms per call-second, flat, nothing for Whisper to queue on: 2 cores carry 20,
+    # and at 20 nothing is left for Whisper's decode: 19 hold
+    loads = [load(1, 100.0, callers=0.0), load(4, 100.0, callers=0.0)]
+    result = predict(loads, cores=2)
+    assert result.max_calls == 19 and result.limit == "cpu"
+    assert result.cpu_cores == pytest.approx(1.9)
+    assert predict(loads, cores=4).max_calls == 39
+
+
+def test_economy_of_scale_raises_the_prediction() -> None:
+    flat = [load(1, 100.0), load(4, 100.0), load(8, 100.0)]
+    falling = [load(n, 100.0 * n**-0.3) for n in (1, 4, 8)]
+    assert predict(falling, cores=2).max_calls > 2 * predict(flat, cores=2).max_calls
+
+
+def test_whisper_queue_limits_before_the_cpu() -> None:
+    # cheap CPU; every 5 s each call asks 400 ms of Whisper: it is full at 12.5 calls, and the
+    # closed loop's p95 passes 1 s (600 ms of budget for waiting) before that
+    loads = [load(n, 2.0, 1.0, decode_ms=400.0, turns=0.2, p50=500.0, p95=600.0) for n in (1, 4)]
+    model = EngineModel.from_light(loads, cores=2)
+    result = model.predict()
+    assert result.limit == "latency" and 4 <= result.max_calls < 12
+    assert model.v2v_p95_ms(result.max_calls) <= 1000 < model.v2v_p95_ms(result.max_calls + 1)
+    # decodes twice as fast: a larger maximum; the same inputs: the same figure every time
+    faster = [load(n, 2.0, 1.0, decode_ms=200.0, turns=0.2, p50=500.0, p95=600.0) for n in (1, 4)]
+    assert predict(faster, cores=2).max_calls > result.max_calls
+    assert model.predict() == result
+
+
+def test_decodes_stretch_as_the_rest_of_the_engine_takes_the_cpu() -> None:
+    # the rest of the engine (server minus Whisper) 30 ms per call-second, flat, callers 10
+    loads = [load(n, 60.0, 30.0, 10.0) for n in (1, 4)]
+    model = EngineModel.from_light(loads, cores=2)
+    assert model.others(10) == pytest.approx(0.4)  # 10 x 40 ms
+    light = model.others_light
+    assert model.stretch(10) == pytest.approx((2 - light) / (2 - 0.4))
+    assert model.stretch(50) == math.inf  # the rest takes both cores
+    assert model.v2v_p95_ms(50) == math.inf
+
+
+def test_a_single_call_that_breaks_predicts_nothing() -> None:
+    loads = [load(n, 10.0, decode_ms=10.0, p50=1500.0, p95=2000.0) for n in (1, 4)]
+    assert predict(loads, cores=2).max_calls == 0
+
+
+def test_two_different_loads_are_needed() -> None:
+    with pytest.raises(ValueError):
+        EngineModel.from_light([load(1, 90.0), load(1, 91.0)], cores=2)
+    with pytest.raises(ValueError):
+        EngineModel.from_light([load(1, 90.0), load(4, 60.0)], cores=0)
+
+
+LIGHT = [
+    load(1, 90.0, 32.0, 22.0, decode_ms=80.0, turns=0.15, decodes_per_turn=1.4, p50=255),
+    load(4, 63.0, 33.0, 10.5, decode_ms=87.0, turns=0.15, decodes_per_turn=1.4, p50=258),
+    load(8, 54.0, 31.0, 6.6, decode_ms=88.0, turns=0.15, decodes_per_turn=1.4, p50=259),
+]
+
+
+def bench_output(measured_max: int, printed_prediction: int) -> str:
+    return "\n".join(
+        [
+            "N=   1  cpu    90.0 ms/call-s  v2v p95     380 ms  lost   0  ok",
+            *(x.line() for x in LIGHT),
+            "cpu_ms_per_call_second_at_1: 90.0",
+            "cpu_ms_per_call_second: 54.0",
+            "fixed_cpu_ms_per_second: 36.0",
+            "caller_cpu_ms_per_call_second: 6.0",
+            "caller_fixed_cpu_ms_per_second: 16.0",
+            "cores: 2",
+            f"predicted_max_calls: {printed_prediction}",
+            f"measured_max_calls: {measured_max}",
+        ]
+    )
+
+
+def test_engine_check_predicts_from_the_light_loads_not_the_maximum() -> None:
+    expected = predict(LIGHT, cores=2).max_calls
+    assert expected > 0
+    values = parse_key_values(bench_output(measured_max=40, printed_prediction=999))
+    assert [x.calls for x in light_loads(values)] == [1, 4, 8]
+    check = engine_check(values)
+    assert check is not None and check.predicted == expected  # not the printed 999
+    assert check.error_pct == pytest.approx(round((expected - 40) / 40 * 100, 1))
+    assert "from light loads N=1,4,8" in check.basis
+    other = engine_check(parse_key_values(bench_output(measured_max=20, printed_prediction=1)))
+    assert other is not None and other.predicted == expected  # the maximum never feeds it
+    assert other.within_15_pct == (abs(expected - 20) / 20 <= 0.15)
+
+
+def test_plan_gets_an_engine_component_with_asterisk_in_the_callers_place() -> None:
+    measured = to_measured({}, parse_key_values(bench_output(40, 0)), [])
+    assert len(measured.engine_light_loads) == 3
+    elsewhere = Machine(cores=2, ram_gb=64, asterisk_on_host=False, llm="none")
+    alone = next(c for c in plan(elsewhere, measured).components if c.name == "engine")
+    on_host = plan(elsewhere.model_copy(update={"asterisk_on_host": True}), measured)
+    shared = next(c for c in on_host.components if c.name == "engine")
+    assert alone.source == "measured" and alone.max_calls is not None
+    assert shared.max_calls is not None and 0 < shared.max_calls < alone.max_calls
+    assert "telephony 40 CPU ms" in shared.basis  # Asterisk's 1/25 core per call
+    assert not any(c.name == "engine" for c in plan(elsewhere, Measured()).components)
