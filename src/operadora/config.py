@@ -94,6 +94,9 @@ class MediaSettings(_Section):
     write_stall_s: float = Field(5.0, gt=0)  # a peer that reads nothing this long is dropped
     send_buffer_bytes: int = Field(0, ge=0)  # SO_SNDBUF per connection; 0 = kernel default
     inbound_queue_frames: int = Field(500, gt=0)  # unread inbound frames before reading pauses
+    # each call's writes fall this long after its inbound frames arrive (barge-in reaches the
+    # wire within a few ms); with no inbound audio the writes keep a free-running 20 ms grid
+    write_after_inbound_ms: float = Field(3.0, ge=0, le=20)
 
 
 class VadSettings(_Section):

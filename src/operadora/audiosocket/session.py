@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, cast
 
 from operadora.audio.pcm import duration_ms, frame_bytes
 from operadora.audio.resample import StreamResampler, resample
-from operadora.audiosocket.pacing import MediaStats, Pacer
+from operadora.audiosocket.pacing import MediaStats, Pacer, PhaseTracker
 from operadora.audiosocket.protocol import (
     HANGUP_BYTES,
     AudioFrame,
@@ -110,6 +110,9 @@ class AudioSocketSession(asyncio.Protocol):
         self._played_bytes = 0
         self._writing_paused_at: float | None = None
         self._late_after_s = settings.frame_ms / 2000.0
+        self._phase = PhaseTracker(settings.frame_ms / 1000.0)
+        self._write_after_s = settings.write_after_inbound_ms / 1000.0
+        self._backlog = False  # delivering frames that waited in the parser
         self._set_frame_format()
         self._closed = False
         self._end_reason: str | None = None
@@ -276,7 +279,12 @@ class AudioSocketSession(asyncio.Protocol):
             stats.frames_in += 1
             if frame.sample_rate != self._rate or not self._rate_known:
                 self._learn_rate(frame.sample_rate)
-            self._deliver(AudioIn(frame.pcm, frame.sample_rate, time.monotonic()))
+            now = time.monotonic()
+            if not self._backlog:  # frames held back by a slow pipeline tell no arrival phase
+                # write a few ms after the caller's frames arrive (at once before the first write)
+                phase = self._phase.observe(now)
+                self._pacer.steer(self, phase + self._write_after_s, jump=not stats.frames_out)
+            self._deliver(AudioIn(frame.pcm, frame.sample_rate, now))
         elif type(frame) is UuidFrame:
             if self._uuid is not None:
                 raise ProtocolError(f"a second UUID frame ({frame.uuid})")
@@ -307,7 +315,11 @@ class AudioSocketSession(asyncio.Protocol):
         self._reading_paused = False
         if self._transport is not None and not self._closed:
             self._transport.resume_reading()
-            self._drain()
+            self._backlog = True
+            try:
+                self._drain()
+            finally:
+                self._backlog = False
 
     def _finish_inbox(self) -> None:
         self._inbox_done = True
