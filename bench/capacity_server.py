@@ -2,6 +2,8 @@
 server with the embedded voice agent (Silero VAD, Whisper, scripted agent, espeak) on every
 connection. Prints ``port: N`` once the engines are warm, then serves until stdin closes, so
 the benchmark can read this process's CPU time from /proc without counting its callers.
+stdin is read on a thread of its own, not one of asyncio's default workers, which the
+engines use (Whisper's and espeak's calls through ``asyncio.to_thread``).
 
 A ``stats`` line on stdin answers with one ``stats: {json}`` line about what happened since
 the last one: every Whisper decode's wait for the model and its own time (the model decodes
@@ -146,12 +148,23 @@ async def serve() -> None:
     stats = Stats(stt, tts)
     print(f"port: {server.port}", flush=True)
     loop = asyncio.get_running_loop()
-    try:
-        while line := await loop.run_in_executor(None, sys.stdin.readline):
+    closed = asyncio.Event()
+
+    def read_stdin() -> None:  # its own thread: the engines' worker threads stay all theirs
+        for line in sys.stdin:
             if line.strip() == "stats":
-                print(f"stats: {json.dumps(stats.take())}", flush=True)
+                loop.call_soon_threadsafe(_print_stats, stats)
+        loop.call_soon_threadsafe(closed.set)
+
+    threading.Thread(target=read_stdin, name="bench-stdin", daemon=True).start()
+    try:
+        await closed.wait()
     finally:
         await server.close()
+
+
+def _print_stats(stats: Stats) -> None:
+    print(f"stats: {json.dumps(stats.take())}", flush=True)
 
 
 if __name__ == "__main__":

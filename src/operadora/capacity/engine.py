@@ -146,6 +146,7 @@ class EngineModel:
     callers: CostCurve
     cycle_s: float  # one caller's turn, all of it (speaking, waiting, listening)
     work_per_turn_s: float  # Whisper's time per turn at light load (all its decodes)
+    decode_s: float  # one decode at light load
     decode_cv: float  # spread of one decode's time (lognormal sigma)
     others_light: float  # CPU cores the rest of the engine took at the light loads
     v2v_mu: float  # light-load voice-to-voice: lognormal through its p50 and p95
@@ -179,6 +180,7 @@ class EngineModel:
             else CostCurve(telephony_cpu_ms, 0.0),
             cycle_s=1 / turns,
             work_per_turn_s=decode_s * decodes_per_turn,
+            decode_s=decode_s,
             decode_cv=max(0.0, math.log(max(decode_p95, decode_s) / decode_s) / Z95),
             others_light=0.0,
             v2v_mu=math.log(max(p50, 1.0)),
@@ -213,7 +215,7 @@ class EngineModel:
             return math.inf
         rng = random.Random(SEED + calls)
         work = self.work_per_turn_s * stretch
-        extra = (stretch - 1) * self.work_per_turn_s  # the decode on the path is slower too
+        extra = (stretch - 1) * self.decode_s  # the turn's own decode is slower too
         think = max(0.0, self.cycle_s - self.work_per_turn_s)
         arrivals = [(rng.uniform(0, self.cycle_s), i) for i in range(calls)]
         heapq.heapify(arrivals)
