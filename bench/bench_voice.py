@@ -31,7 +31,7 @@ from operadora.voice.factory import agent_handler, build_engines, warm_up
 from operadora.voice.pcm import resample
 from operadora.voice.session import Engines
 from operadora.voice.stt.whisper import WhisperStt
-from voice_call import converse
+from voice_call import converse, stopped_after
 from voice_corpus import Prompt, edit_distance, load_prompts, normalise
 
 STAGES = ("endpointing_ms", "stt_ms", "agent_ms", "tts_first_chunk_ms", "overhead_ms")
@@ -125,18 +125,30 @@ async def conversation(
     print(row("vad end vs last sample", vad_tail))
     print(row("engine -> wire", delivery))
     detect, hop, cut = [], [], []
+    in_pause = 0
     for t in log.turns:
         if t.barge_onset_sent is None or t.agent_stopped is None:
             continue
         found = next((c for c in clears if c[0] >= t.barge_onset_sent - 0.1), None)
         if found is not None:
             clear, frame_in = found
+            if t.agent_stopped < clear:
+                # espeak's own pauses are silent too (up to 17 frames at a full stop): an onset
+                # in one would look like a stop before the engine did anything. The reply was
+                # still playing, so the stop is the first silent run after the engine's clear().
+                in_pause += 1
+                t.agent_stopped = stopped_after(peer.received, clear)
+                if t.agent_stopped is None:
+                    continue
             detect.append((clear - t.barge_onset_sent) * 1000)
             hop.append((clear - frame_in) * 1000)
             cut.append((t.agent_stopped - clear) * 1000)
     print(row("barge-in: onset->clear", detect))
     print(row("barge-in: frame in->clear", hop))
     print(row("barge-in: clear->wire", cut))
+    if in_pause:
+        print(f"  {in_pause} barge-in(s) began in a pause of the agent's speech: stop taken after")
+        print("  the engine's clear()")
     wire = [
         (t.first_agent_audio - t.last_voice_sent) * 1000
         for t in log.turns

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from operadora.audiosocket.peer import AsteriskPeer
+from operadora.audiosocket.peer import AsteriskPeer, Received
 from operadora.audiosocket.protocol import AudioFrame
 from operadora.voice.pcm import to_pcm16
 from voice_corpus import Prompt, voiced_span
@@ -35,6 +35,26 @@ class CallerLog:
 def _audible(frame: AudioFrame) -> bool:
     samples = np.frombuffer(frame.pcm, dtype="<i2")
     return bool(samples.size) and int(np.abs(samples).max()) > AUDIBLE
+
+
+def stopped_after(received: list[Received], since: float, quiet_frames: int = 10) -> float | None:
+    """When agent audio stopped for good after ``since``: the first of ``quiet_frames`` frames in
+    a row without agent audio."""
+    run_start: float | None = None
+    run = 0
+    for item in received:
+        frame = item.frame
+        if item.at <= since or not isinstance(frame, AudioFrame):
+            continue
+        if _audible(frame):
+            run, run_start = 0, None
+        else:
+            if run == 0:
+                run_start = item.at
+            run += 1
+            if run >= quiet_frames:
+                return run_start
+    return None
 
 
 class BenchCaller:
@@ -92,22 +112,7 @@ class BenchCaller:
         )
 
     def stopped_after(self, since: float, quiet_frames: int = 10) -> float | None:
-        """When agent audio stopped for good after ``since`` (``quiet_frames`` silent in a row)."""
-        run_start: float | None = None
-        run = 0
-        for received in self.peer.received:
-            frame = received.frame
-            if received.at <= since or not isinstance(frame, AudioFrame):
-                continue
-            if _audible(frame):
-                run, run_start = 0, None
-            else:
-                if run == 0:
-                    run_start = received.at
-                run += 1
-                if run >= quiet_frames:
-                    return run_start
-        return None
+        return stopped_after(self.peer.received, since, quiet_frames)
 
     async def wait_for_agent(self, since: float, timeout_s: float) -> float | None:
         deadline = time.monotonic() + timeout_s

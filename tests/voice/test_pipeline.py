@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from operadora.events import (
 )
 from operadora.voice.engines import AgentAction, AgentText
 from operadora.voice.errors import ProviderError
+from operadora.voice.frames import DtmfFrame, SpeechStoppedFrame, UserTurnFrame
 from operadora.voice.session import Engines, VoiceAgentSession
 from operadora.voice.stt.fake import ScriptedStt
 from operadora.voice.tts.fake import ToneTts
@@ -54,6 +56,7 @@ def _run(
     settings: VoiceSettings | None = None,
     vad_floor_dbfs: float = -50.0,
     sample_rate: int = 16000,
+    session_cls: type[VoiceAgentSession] = VoiceAgentSession,
 ) -> tuple[FakeMedia, list[DomainEvent], ScriptedStt]:
     stt = stt or ScriptedStt(["I want sales"], delay_s=0.1)
     tts = tts or ToneTts(sample_rate=sample_rate, ms_per_char=20, delay_s=0.03)
@@ -68,7 +71,7 @@ def _run(
             ScriptedAgent(conversation),
             lambda rate: EnergyVad(rate, vad_floor_dbfs, vad_floor_dbfs + 20),
         )
-        session = VoiceAgentSession(media, engines, settings or _settings(), bus, "call-1")
+        session = session_cls(media, engines, settings or _settings(), bus, "call-1")
         await session.run()
         events = []
         while not queue.empty():
@@ -327,3 +330,49 @@ def test_a_clause_that_fails_to_synthesise_is_skipped() -> None:
     [agent] = _turns(events, "agent")
     assert not agent.interrupted and agent.text == "First part. Last part."
     assert media.agent_audio_ms() == pytest.approx((11 + 10) * 20, abs=40)
+
+
+def test_the_answer_starts_in_the_callback_that_ends_the_turn() -> None:
+    # no queue hop and no task wake-up between the end of the turn and the reply: on a busy
+    # machine one wake-up can wait a whole GIL switch interval behind a worker thread
+    started_inside: list[bool] = []
+
+    class Probe(VoiceAgentSession):
+        depth = 0
+
+        def _end_of_turn(self, last_voice_at: float) -> None:
+            self.depth += 1
+            try:
+                super()._end_of_turn(last_voice_at)
+            finally:
+                self.depth -= 1
+
+        def _start_reply(self, outputs: Any, turn: UserTurnFrame | None) -> None:
+            if turn is not None:
+                started_inside.append(self.depth > 0)
+            super()._start_reply(outputs, turn)
+
+    conversation = ScriptedConversation([[AgentText("Okay.")]])
+    _, events, _ = _run([Speech(500), Silence(1500)], conversation, session_cls=Probe)
+    assert started_inside == [True]  # the speculative transcript was in hand
+    speaking = [(e.speaker, e.speaking) for e in events if isinstance(e, SpeakingEvent)]
+    assert speaking == [("caller", True), ("caller", False), ("agent", True), ("agent", False)]
+
+
+def test_a_frame_that_finds_another_waiting_queues_behind_it() -> None:
+    conversation = ScriptedConversation([])
+    bus = EventBus()
+    queue = bus.subscribe()
+
+    async def main() -> list[object]:
+        engines = Engines(
+            ScriptedStt(), ToneTts(), ScriptedAgent(conversation), lambda r: EnergyVad(r)
+        )
+        session = VoiceAgentSession(FakeMedia([]), engines, _settings(), bus, "c", greet=False)
+        session._frames.put(DtmfFrame("1", 0.0))
+        session._dispatch(SpeechStoppedFrame(0.0))
+        assert queue.empty()  # not handled ahead of the DTMF
+        return [session._frames.get_nowait(), session._frames.get_nowait()]
+
+    first, second = run_virtual(main)
+    assert isinstance(first, DtmfFrame) and isinstance(second, SpeechStoppedFrame)
