@@ -122,3 +122,15 @@ def test_planner_takes_the_fixed_part_off_the_cores() -> None:
     # a fixed part belongs to a measured engine cost: alone it changes nothing
     table = cpu_component(machine, Measured(engine_fixed_cpu_ms_per_s=200.0))[0]
     assert table.source == "table" and table.max_calls == 4  # 2 cores / (1/2) AI on CPU
+
+
+def test_search_steps_down_from_a_broken_guess_before_bisecting() -> None:
+    # light loads held, the prediction (40) broke: 12 % below it next, not halfway to 8
+    results = {1: True, 4: True, 8: True, 40: False}
+    assert next_load(results, 40, 64) == 35
+    results[35] = True
+    assert next_load(results, 40, 64) == 37  # 12 % below 40 is not above 35: bisection
+    # loads that hold climb by 15 %
+    assert next_load({1: True, 4: True, 8: True, 40: True}, 40, 64) == 46
+    tried, found = simulate(38, 35)
+    assert found == 38 and len(tried) <= 7
