@@ -22,9 +22,10 @@ from operadora.audio.resample import StreamResampler
 from operadora.audio.vad import SileroVad
 from operadora.audio.vad_batch import SileroBatch, SileroBatchRunner
 from operadora.audiosocket.server import start_media_server
+from operadora.audiosocket.session import AudioSocketSession
 from operadora.audiosocket.workers import new_event_loop
 from operadora.config import MediaSettings
-from operadora.media import AudioIn, MediaSession
+from operadora.media import AudioIn, InboundItem, MediaSession
 
 VAD_RATE = 16000
 BATCH_MAX = 256
@@ -35,8 +36,9 @@ class Frontend:
     """What every call runs; ``vad`` is ``batch`` (one shared model, scored in batches on a
     worker thread), ``silero`` (a detector per call, on the loop) or ``none``."""
 
-    def __init__(self, vad: str, vad_rate: int = VAD_RATE) -> None:
+    def __init__(self, vad: str, vad_rate: int = VAD_RATE, receiver: bool = True) -> None:
         self.vad = vad
+        self.receiver = receiver
         self.vad_rate = vad_rate
         self.batch = SileroBatch(vad_rate) if vad == "batch" else None
         self._runner: SileroBatchRunner | None = None
@@ -58,17 +60,29 @@ class Frontend:
         runner = self.runner()
         stream = self.batch.stream() if self.batch is not None else None
         single = SileroVad(self.vad_rate) if self.vad == "silero" else None
-        async for item in session.inbound():
+        result = self._result
+
+        def on_item(item: InboundItem) -> None:
+            nonlocal resampler
             if type(item) is not AudioIn:
-                continue
+                return
             if resampler is None:
                 resampler = StreamResampler(item.sample_rate, self.vad_rate)
-            for window in reframer.push(resampler.process(item.pcm)):
+            for window in reframer.push(resampler.process_array(item.pcm)):
                 if runner is not None and stream is not None:
-                    runner.submit(stream, window, self._result)
+                    runner.submit(stream, window, result)
                 elif single is not None:
-                    self._result(single.speech_probability(window))
+                    result(single.speech_probability(window))
             session.play(item.pcm, item.sample_rate)  # the echo, paced like agent audio
+
+        if isinstance(session, AudioSocketSession) and self.receiver:
+            # frames are handled as they are read (no inbox, no task switch per frame)
+            session.set_receiver(on_item)
+            async for _ in session.inbound():
+                pass
+        else:
+            async for item in session.inbound():
+                on_item(item)
 
 
 def server_main(

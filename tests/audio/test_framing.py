@@ -59,3 +59,15 @@ def test_reset_and_validation() -> None:
     assert reframer.pending_samples == 0
     with pytest.raises(ValueError):
         Reframer(0)
+
+
+def test_int16_arrays_frame_like_bytes() -> None:
+    rng = np.random.default_rng(4)
+    pcm = rng.integers(-32768, 32767, 16000, dtype=np.int16)
+    by_bytes, by_array = Reframer(512), Reframer(512)
+    a = [
+        w for pos in range(0, pcm.size, 320) for w in by_bytes.push(pcm[pos : pos + 320].tobytes())
+    ]
+    b = [w for pos in range(0, pcm.size, 320) for w in by_array.push(pcm[pos : pos + 320])]
+    assert len(a) == len(b) == 31
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))

@@ -256,3 +256,62 @@ def test_arbitrary_bytes_never_crash(data: bytes, cuts: list[int]) -> None:
             pass
     except ProtocolError:
         pass  # a precise error for this connection is the only acceptable failure
+
+
+def _take_all(parser: Parser, chunks: list[bytes]) -> list[Frame]:
+    """Read the way the server does: ``take()`` each read, then drain what it buffered."""
+    got: list[Frame] = []
+    for chunk in chunks:
+        frame = parser.take(chunk)
+        if frame is not None:
+            got.append(frame)
+        while (frame := parser.next_frame()) is not None:
+            got.append(frame)
+    return got
+
+
+@given(st.lists(frames_strategy, max_size=20), st.lists(st.integers(0, 10_000), max_size=30))
+@settings(max_examples=300, deadline=None)
+def test_take_gives_the_same_frames_as_feed(frames: list[Frame], cuts: list[int]) -> None:
+    data = b"".join(serialize(f) for f in frames)
+    parser = Parser(max_payload=1024)
+    assert _take_all(parser, _split(data, cuts)) == frames
+    # and one frame per read (what Asterisk sends) never touches the buffer
+    whole = Parser(max_payload=1024)
+    assert _take_all(whole, [serialize(f) for f in frames]) == frames
+    assert whole.buffered == 0
+
+
+@given(st.binary(max_size=3000), st.lists(st.integers(0, 5000), max_size=20))
+@settings(max_examples=300, deadline=None)
+def test_take_agrees_with_feed_on_arbitrary_bytes(data: bytes, cuts: list[int]) -> None:
+    def outcome(use_take: bool) -> tuple[list[Frame], str | None]:
+        parser = Parser(max_payload=512)
+        got: list[Frame] = []
+        try:
+            for chunk in _split(data, cuts):
+                if use_take:
+                    if (frame := parser.take(chunk)) is not None:
+                        got.append(frame)
+                else:
+                    parser.feed(chunk)
+                while (frame := parser.next_frame()) is not None:
+                    got.append(frame)
+        except ProtocolError as exc:
+            return got, str(exc)
+        return got, None
+
+    assert outcome(True) == outcome(False)
+
+
+def test_take_refuses_a_bad_whole_frame_and_stays_poisoned() -> None:
+    parser = Parser(max_payload=512)
+    with pytest.raises(InvalidPayloadError):
+        parser.take(b"\x10\x00\x03abc")  # odd-length audio in one whole read
+    assert parser.take(serialize(AudioFrame(b"\x00\x00", 8000))) is None
+    with pytest.raises(InvalidPayloadError):
+        parser.next_frame()  # the parser stays poisoned
+    big = Parser(max_payload=4)
+    assert big.take(b"\x10\x00\x06" + bytes(6)) is None  # over the cap: left to next_frame()
+    with pytest.raises(PayloadTooLargeError):
+        big.next_frame()

@@ -14,6 +14,7 @@ from operadora.audio.resample import resample
 from operadora.audiosocket.handlers import echo_handler, listen_handler
 from operadora.audiosocket.peer import AsteriskPeer
 from operadora.audiosocket.protocol import AudioFrame, HangupFrame, serialize
+from operadora.audiosocket.session import AudioSocketSession
 from operadora.media import AudioIn, DtmfIn, MediaSession
 
 pytestmark = pytest.mark.integration
@@ -322,3 +323,56 @@ async def test_outbound_follows_a_change_of_inbound_rate(media_server) -> None:
         assert 0 < session.queued_ms < 1000
         assert session.played_ms + session.queued_ms == pytest.approx(1000, abs=45)
         await peer.close()
+
+
+async def test_a_receiver_gets_every_frame_in_order_without_the_inbox(media_server) -> None:
+    got: list[AudioIn | DtmfIn] = []
+    ended: list[bool] = []
+
+    async def handler(session: MediaSession) -> None:
+        assert isinstance(session, AudioSocketSession)
+        session.set_receiver(got.append)
+        async for _ in session.inbound():  # yields nothing now; ends with the call
+            raise AssertionError("an item went to the inbox")
+        ended.append(True)
+
+    async with media_server(handler) as server:
+        peer = await AsteriskPeer.connect("127.0.0.1", server.port)
+        frames = [bytes([i]) * 320 for i in range(1, 31)]
+        for pcm in frames[:15]:
+            peer.send_audio(pcm, 8000)
+        peer.send_dtmf("7")
+        for pcm in frames[15:]:
+            peer.send_audio(pcm, 8000)
+        await wait_for(lambda: len(got) == 31)
+        await peer.close()
+        await wait_for(lambda: bool(ended))
+    audio = [item for item in got if isinstance(item, AudioIn)]
+    assert [a.pcm for a in audio] == frames
+    assert isinstance(got[15], DtmfIn) and got[15].digit == "7"
+
+
+async def test_a_failing_receiver_ends_only_its_call(media_server, caplog) -> None:
+    def broken(item: AudioIn | DtmfIn) -> None:
+        raise RuntimeError("pipeline bug")
+
+    async def handler(session: MediaSession) -> None:
+        assert isinstance(session, AudioSocketSession)
+        if session.call_uuid.int % 2:
+            session.set_receiver(broken)
+        async for _ in session.inbound():
+            pass
+
+    async with media_server(handler) as server:
+        bad = await AsteriskPeer.connect("127.0.0.1", server.port, uuid.UUID(int=1))
+        good = await AsteriskPeer.connect("127.0.0.1", server.port, uuid.UUID(int=2))
+        for _ in range(5):
+            bad.send_audio(bytes(320), 8000)
+            good.send_audio(bytes(320), 8000)
+            await asyncio.sleep(0.02)
+        assert await bad.wait_closed(2.0)
+        assert not good.server_closed
+        assert server.stats().frames_in >= 6
+        await good.close()
+        await bad.close()
+    assert any("receiver failed" in r.getMessage() for r in caplog.records)

@@ -36,9 +36,11 @@ class Reframer:
         """Samples waiting for the next window."""
         return self._filled
 
-    def push(self, pcm: bytes | bytearray | memoryview) -> list[npt.NDArray[np.float32]]:
-        """Add slin audio; return every window it completes (possibly none)."""
-        data = samples(pcm)
+    def push(
+        self, pcm: bytes | bytearray | memoryview | npt.NDArray[np.int16]
+    ) -> list[npt.NDArray[np.float32]]:
+        """Add slin audio (bytes, or int16 samples); return every window it completes."""
+        data = pcm if isinstance(pcm, np.ndarray) else samples(pcm)
         windows: list[npt.NDArray[np.float32]] = []
         size = self.window_samples
         pos = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 import soxr
 
 from operadora.audio.pcm import samples
@@ -47,6 +48,13 @@ class StreamResampler:
         out = self._stream.resample_chunk(samples(pcm))
         result: bytes = np.asarray(out).astype("<i2", copy=False).tobytes()
         return result
+
+    def process_array(self, pcm: bytes | bytearray | memoryview) -> npt.NDArray[np.int16]:
+        """Like :meth:`process`, but returns the int16 samples as an array (no bytes copy)."""
+        if self._stream is None:
+            return samples(pcm)
+        out: npt.NDArray[np.int16] = self._stream.resample_chunk(samples(pcm))
+        return out
 
     def flush(self) -> bytes:
         """End the stream: return what the filter still holds and start a fresh stream."""

@@ -70,20 +70,24 @@ class SileroBatch:
             return np.zeros(0, dtype=np.float32)
         ctx = self.context_samples
         size = self.window_samples
+        streams = [stream for stream, _ in items]
         inputs = np.empty((count, ctx + size), dtype=np.float32)
-        state = np.empty((2, count, 128), dtype=np.float32)
-        for row, (stream, window) in enumerate(items):
-            if window.shape != (size,):
-                raise ValueError(f"VAD window must hold {size} samples, got shape {window.shape}")
-            inputs[row, :ctx] = stream.context
-            inputs[row, ctx:] = window
-            state[:, row, :] = stream.state
+        try:
+            np.stack([window for _, window in items], out=inputs[:, ctx:])
+        except ValueError:
+            bad = next(w.shape for _, w in items if w.shape != (size,))
+            raise ValueError(f"VAD window must hold {size} samples, got shape {bad}") from None
+        np.stack([stream.context for stream in streams], out=inputs[:, :ctx])
+        state = np.stack([stream.state for stream in streams], axis=1)
         probs, new_state = self._session.run(
             None, {"input": inputs, "state": state, "sr": self._sr}
         )
-        for row, (stream, _) in enumerate(items):
-            stream.state[...] = new_state[:, row, :]
-            stream.context[...] = inputs[row, -ctx:]
+        # each stream keeps views of its rows (the arrays are fresh each run)
+        per_stream = new_state.transpose(1, 0, 2)
+        contexts = inputs[:, size:]
+        for row, stream in enumerate(streams):
+            stream.state = per_stream[row]
+            stream.context = contexts[row]
         self.windows_scored += count
         self.runs += 1
         result: npt.NDArray[np.float32] = probs[:, 0].astype(np.float32, copy=False)
@@ -106,8 +110,8 @@ class SileroBatchStream:
         return float(self._batch.score([(self, window)])[0])
 
     def reset(self) -> None:
-        self.state.fill(0.0)
-        self.context.fill(0.0)
+        self.state = np.zeros_like(self.state)
+        self.context = np.zeros_like(self.context)
 
 
 _SHARED: dict[int, SileroBatch] = {}
@@ -198,8 +202,8 @@ class SileroBatchRunner:
         if done.cancelled() or done.exception() is not None:
             return
         for probs, items in zip(done.result(), rounds, strict=True):
-            for prob, (_, _, on_result) in zip(probs, items, strict=True):
-                on_result(float(prob))
+            for prob, (_, _, on_result) in zip(probs.tolist(), items, strict=True):
+                on_result(prob)
 
     async def close(self) -> None:
         """Score what is pending, wait for it, and stop the worker thread."""

@@ -201,6 +201,24 @@ class Parser:
     def feed_eof(self) -> None:
         self._eof = True
 
+    def take(self, data: bytes) -> Frame | None:
+        """The frame ``data`` holds when nothing is buffered and ``data`` is exactly one
+        well-formed frame (the usual case: Asterisk writes one frame per send), without
+        copying it through the buffer; otherwise ``feed(data)`` and ``None`` (then pull the
+        frames with :meth:`next_frame`). Raises :class:`ProtocolError` like ``next_frame``."""
+        if self._error is None and self._pos == len(self._buf) and not self._eof:
+            size = len(data)
+            if size >= HEADER_SIZE and size == ((data[1] << 8) | data[2]) + HEADER_SIZE:
+                kind = data[0]
+                if kind in _KNOWN_KINDS and size - HEADER_SIZE <= self.max_payload:
+                    try:
+                        return _decode(kind, data[HEADER_SIZE:])
+                    except ProtocolError as exc:
+                        self._error = exc
+                        raise
+        self.feed(data)
+        return None
+
     def next_frame(self) -> Frame | None:
         """The next complete frame, ``None`` when more bytes are needed (or the stream ended
         cleanly at a frame boundary); raises :class:`ProtocolError` on bad input."""

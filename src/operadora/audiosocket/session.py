@@ -98,6 +98,7 @@ class AudioSocketSession(asyncio.Protocol):
         self._inbox: deque[InboundItem] = deque()
         self._inbox_done = False
         self._waiter: asyncio.Future[None] | None = None
+        self._receiver: Callable[[InboundItem], None] | None = None
         self._reading_paused = False
         self._pause_at = settings.inbound_queue_frames
         self._resume_at = settings.inbound_queue_frames // 2
@@ -131,6 +132,23 @@ class AudioSocketSession(asyncio.Protocol):
 
     def inbound(self) -> AsyncIterator[InboundItem]:
         return _Inbox(self)
+
+    def set_receiver(self, receiver: Callable[[InboundItem], None] | None) -> None:
+        """Hand each inbound item to ``receiver(item)`` as soon as its frame is read, on the
+        event loop, instead of queueing it for :meth:`inbound` (no queue, no task switch per
+        frame: the cheapest way to consume audio). Items already queued go to it first.
+        ``inbound()`` then yields nothing more but still ends when the call does, so a handler
+        can set a receiver and ``async for _ in session.inbound(): pass``. A receiver that
+        raises ends the call (logged, error kind ``handler``). ``None`` goes back to the inbox.
+        """
+        self._receiver = receiver
+        if receiver is None:
+            return
+        inbox = self._inbox
+        while inbox and self._receiver is receiver and not self._closed:
+            self._deliver(inbox.popleft())
+        if self._reading_paused:
+            self._resume_reading()
 
     def play(self, pcm: bytes, sample_rate: int | None = None) -> None:
         if len(pcm) % 2:
@@ -223,7 +241,18 @@ class AudioSocketSession(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closed:
             return
-        self._parser.feed(data)
+        parser = self._parser
+        if self._reading_paused:
+            parser.feed(data)
+            return
+        try:
+            frame = parser.take(data)  # one whole frame per read: no buffering
+            if frame is not None:
+                self._on_frame(frame)
+                return
+        except ProtocolError as exc:
+            self._end(f"protocol error: {exc}", error="protocol")
+            return
         self._drain()
 
     def _drain(self) -> None:
@@ -281,9 +310,11 @@ class AudioSocketSession(asyncio.Protocol):
                 self._learn_rate(frame.sample_rate)
             now = time.monotonic()
             if not self._backlog:  # frames held back by a slow pipeline tell no arrival phase
-                # write a few ms after the caller's frames arrive (at once before the first write)
+                # write a few ms after the caller's frames arrive (at once before the first
+                # write; then re-checked every 4th frame, the slot moves 1 ms per frame anyway)
                 phase = self._phase.observe(now)
-                self._pacer.steer(self, phase + self._write_after_s, jump=not stats.frames_out)
+                if not stats.frames_out or not stats.frames_in & 3:
+                    self._pacer.steer(self, phase + self._write_after_s, jump=not stats.frames_out)
             self._deliver(AudioIn(frame.pcm, frame.sample_rate, now))
         elif type(frame) is UuidFrame:
             if self._uuid is not None:
@@ -301,6 +332,14 @@ class AudioSocketSession(asyncio.Protocol):
             self._end(f"peer sent error frame {code}", error="error_frame")
 
     def _deliver(self, item: InboundItem) -> None:
+        receiver = self._receiver
+        if receiver is not None:
+            try:
+                receiver(item)
+            except Exception as exc:
+                log.exception("call=%s peer=%s: media receiver failed", self.call_label, self.peer)
+                self._end(f"receiver failed: {exc!r}", error="handler")
+            return
         inbox = self._inbox
         inbox.append(item)
         waiter = self._waiter
