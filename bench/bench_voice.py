@@ -13,7 +13,7 @@ import asyncio
 import gc
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +185,18 @@ class ClearTap:
 
     def inbound(self) -> AsyncIterator[InboundItem]:
         return self._inbound()
+
+    def set_receiver(self, receiver: Callable[[InboundItem], None] | None) -> None:
+        set_receiver = self._media.set_receiver  # type: ignore[attr-defined]
+        if receiver is None:
+            set_receiver(None)
+            return
+
+        def tapped(item: InboundItem) -> None:
+            self._last_in = item.received_at
+            receiver(item)
+
+        set_receiver(tapped)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._media, name)

@@ -205,6 +205,38 @@ class FakeMedia:
         return len([w for w in self.wire if w.real]) * self._frame_ms
 
 
+class ReceiverMedia(FakeMedia):
+    """A FakeMedia that, like ``AudioSocketSession.set_receiver``, hands each inbound item to a
+    receiver as its frame arrives; ``inbound()`` then yields nothing and only ends with the call.
+    Notes, for every clear(), which frame was being handed over at that moment (or None)."""
+
+    def __init__(self, script: Sequence[Segment], **kwargs: Any) -> None:
+        super().__init__(script, **kwargs)
+        self.receiver: Callable[[InboundItem], None] | None = None
+        self.receivers_set: list[bool] = []
+        self.delivering: InboundItem | None = None
+        self.clears_during: list[InboundItem | None] = []
+
+    def set_receiver(self, receiver: Callable[[InboundItem], None] | None) -> None:
+        self.receivers_set.append(receiver is not None)
+        self.receiver = receiver
+
+    async def inbound(self) -> AsyncIterator[InboundItem]:
+        async for item in super().inbound():
+            if self.receiver is None:
+                yield item
+                continue
+            self.delivering = item
+            try:
+                self.receiver(item)
+            finally:
+                self.delivering = None
+
+    def clear(self) -> int:
+        self.clears_during.append(self.delivering)
+        return super().clear()
+
+
 @dataclass(slots=True)
 class ScriptedConversation:
     """Replies in order; each reply is a list of outputs, with an optional thinking delay."""

@@ -17,6 +17,7 @@ from operadora.events import (
     SpeakingEvent,
     TurnEvent,
 )
+from operadora.media import AudioIn
 from operadora.voice.engines import AgentAction, AgentText
 from operadora.voice.errors import ProviderError
 from operadora.voice.frames import DtmfFrame, SpeechStoppedFrame, UserTurnFrame
@@ -27,6 +28,7 @@ from voice.fakes import (
     Dtmf,
     FakeMedia,
     NoFrames,
+    ReceiverMedia,
     ScriptedAgent,
     ScriptedConversation,
     Silence,
@@ -57,10 +59,11 @@ def _run(
     vad_floor_dbfs: float = -50.0,
     sample_rate: int = 16000,
     session_cls: type[VoiceAgentSession] = VoiceAgentSession,
+    media_cls: type[FakeMedia] = FakeMedia,
 ) -> tuple[FakeMedia, list[DomainEvent], ScriptedStt]:
     stt = stt or ScriptedStt(["I want sales"], delay_s=0.1)
     tts = tts or ToneTts(sample_rate=sample_rate, ms_per_char=20, delay_s=0.03)
-    media = FakeMedia(script, sample_rate=sample_rate)  # type: ignore[arg-type]
+    media = media_cls(script, sample_rate=sample_rate)  # type: ignore[arg-type]
     bus = EventBus()
 
     async def main() -> list[DomainEvent]:
@@ -376,3 +379,22 @@ def test_a_frame_that_finds_another_waiting_queues_behind_it() -> None:
 
     first, second = run_virtual(main)
     assert isinstance(first, DtmfFrame) and isinstance(second, SpeechStoppedFrame)
+
+
+def test_with_a_receiver_the_barge_in_clear_happens_while_its_frame_is_handed_over() -> None:
+    # the AudioSocket server calls the receiver from data_received: clear() then happens in
+    # the same event-loop callback as the caller frame, before the paced writer's next write
+    greeting = "Thank you for calling. " + "We have many options for you today. " * 6
+    conversation = ScriptedConversation([[AgentText("Okay.")]], greeting_text=greeting)
+    media, events, _ = _run(
+        [Silence(1540), Speech(500), Silence(2000)], conversation, media_cls=ReceiverMedia
+    )
+    assert isinstance(media, ReceiverMedia)
+    assert media.receivers_set == [True]  # set once, at the start
+    onset = media.speech_onsets[0]
+    assert media.clears[0] - onset == pytest.approx(0.020, abs=1e-6)
+    first = media.clears_during[0]
+    assert isinstance(first, AudioIn) and first.received_at == media.clears[0]
+    # and the whole call still works through the receiver: the turn is answered
+    assert [t.text for t in _turns(events, "caller")] == ["I want sales"]
+    assert [t.text for t in _turns(events, "agent")][-1] == "Okay."

@@ -19,7 +19,7 @@ from operadora.events import (
     SpeakingEvent,
     TurnEvent,
 )
-from operadora.media import AudioIn, DtmfIn, MediaSession
+from operadora.media import AudioIn, DtmfIn, InboundItem, MediaSession
 from operadora.voice.engines import (
     STT_RATE,
     Agent,
@@ -146,16 +146,28 @@ class VoiceAgentSession:
     # -- caller side ---------------------------------------------------------------------------
 
     async def _read_inbound(self) -> None:
+        # A media session that can hand each item over as its frame is read (the AudioSocket
+        # server's set_receiver) gets the pipeline called right there: a barge-in's clear()
+        # happens in the same event-loop callback as the caller frame that shows the onset,
+        # before the paced writer's next write, with no queue or task switch in between.
+        set_receiver = getattr(self._media, "set_receiver", None)
         try:
-            async for item in self._media.inbound():
-                if isinstance(item, AudioIn):
-                    self._on_audio(item)
-                elif isinstance(item, DtmfIn):
-                    self._frames.put(DtmfFrame(item.digit, item.received_at))
+            if set_receiver is not None:
+                set_receiver(self._on_inbound)
+            async for item in self._media.inbound():  # with a receiver: only waits for the end
+                self._on_inbound(item)
         except (ConnectionError, OSError) as exc:
             log.info("call %s: media ended: %s", self.call_id, exc)
         finally:
+            if set_receiver is not None and not self._media.closed:
+                set_receiver(None)
             self._frames.put(EndFrame())
+
+    def _on_inbound(self, item: InboundItem) -> None:
+        if isinstance(item, AudioIn):
+            self._on_audio(item)
+        elif isinstance(item, DtmfIn):
+            self._frames.put(DtmfFrame(item.digit, item.received_at))
 
     def _start_vad(self, sample_rate: int) -> VadWindows:
         self._rate = sample_rate
