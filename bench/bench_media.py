@@ -69,6 +69,8 @@ class Step:
     vad_windows_per_call_second: float
     timer_floor_p99_ms: float
     p99_limit_ms: float
+    load_cpu_ms_per_call_second: float = 0.0
+    sys_ms_per_call_second: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -184,18 +186,26 @@ def run_step(calls: int, args: argparse.Namespace, audio: bytes) -> Step:
         vad_windows_per_call_second=windows / call_seconds,
         timer_floor_p99_ms=float(np.percentile(floor_ms, 99)) if floor_ms.size else 0.0,
         p99_limit_ms=args.p99_limit,
+        load_cpu_ms_per_call_second=sum(r["cpu_s"] for r in results) * 1000.0 / call_seconds,
+        sys_ms_per_call_second=sum(
+            a["sys_s"] - b["sys_s"] for a, b in zip(after, before, strict=True)
+        )
+        * 1000.0
+        / call_seconds,
     )
 
 
 def report(step: Step) -> None:
     print(
-        f"N={step.calls:5d}  cpu {step.cpu_ms_per_call_second:6.3f} ms/call-s  "
+        f"N={step.calls:5d}  cpu {step.cpu_ms_per_call_second:6.3f} ms/call-s "
+        f"(kernel {step.sys_ms_per_call_second:5.3f})  "
         f"pacing p99 {step.pacing_p99_ms:6.2f} ms (max {step.pacing_max_ms:6.1f}, "
         f"server-side p99 {step.server_p99_ms:5.1f})  missing {step.missing}  late {step.late}  "
         f"server-lost {step.server_lost} (skipped {step.server_skipped})  "
         f"connected {step.connected}  "
         f"vad {step.vad_windows_per_call_second:4.1f} win/call-s  "
         f"bare-timer p99 {step.timer_floor_p99_ms:4.1f} ms  "
+        f"peers' cpu {step.load_cpu_ms_per_call_second:5.3f} ms/call-s  "
         f"{'ok' if step.ok else 'BROKEN'}",
         flush=True,
     )

@@ -125,6 +125,7 @@ async def _serve(conn: Connection, port: int, vad: str, reuse_port: bool, vad_ra
             conn.send(
                 {
                     "cpu_s": time.process_time(),
+                    "sys_s": os.times().system,  # the kernel's share (loopback TCP)
                     "at": time.monotonic(),
                     "windows": frontend.windows,
                     "speech_windows": frontend.speech_windows,

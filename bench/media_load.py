@@ -131,7 +131,10 @@ async def _run(conn: Connection, port: int, calls: int, audio: bytes) -> dict:
     conn.send("ready")
     start_at, stop_at = await loop.run_in_executor(None, conn.recv)
     until[0] = stop_at
+    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+    cpu_start = time.process_time()
     await streaming
+    cpu_s = time.process_time() - cpu_start  # this generator's CPU over the measured window
     errors: list[np.ndarray] = []
     missing = 0
     bursts = 0
@@ -153,6 +156,7 @@ async def _run(conn: Connection, port: int, calls: int, audio: bytes) -> dict:
     return {
         "connected": len(peers),
         "failed": failed,
+        "cpu_s": cpu_s,
         "closed_by_server": closed,
         "missing": missing,
         "bursts": bursts,
