@@ -58,6 +58,19 @@ def test_two_gpus_double_the_gpu_lines_and_remote_llm_drops_it() -> None:
     assert result.bottleneck == "stt_gpu"
 
 
+def test_an_h200_takes_its_measured_whisper_figure_and_the_table_for_the_rest() -> None:
+    gpus = [Gpu(name="NVIDIA H200", memory_gb=139.8), Gpu(name="RTX 4090", memory_gb=24)]
+    result = plan(machine(cores=32, ram_gb=128, gpus=gpus, llm="local"))
+    by_name = {c.name: c for c in result.components}
+    stt = by_name["stt_gpu"]
+    assert (stt.max_calls, stt.source) == (100 + 30, "table")  # a mix: the basis says which
+    assert "measured on H200" in stt.basis
+    # TTS and LLM: the H200 counts as the table's A100, the 4090 as itself
+    assert (by_name["tts_gpu"].max_calls, by_name["llm_gpu"].max_calls) == (60 + 40, 30 + 15)
+    only = plan(machine(cores=32, ram_gb=128, gpus=gpus[:1], llm="local"))
+    assert next(c for c in only.components if c.name == "stt_gpu").source == "measured"
+
+
 def test_local_llm_without_gpu_is_zero_and_says_why() -> None:
     result = plan(machine(llm="local"))
     assert result.bottleneck == "llm_gpu" and result.max_calls == 0

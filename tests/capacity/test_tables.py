@@ -99,6 +99,8 @@ def test_gpu_names_from_nvidia_smi_and_unknown_gpus() -> None:
     assert row.llm == 30 and not estimated
     h100, estimated = tables.gpu_capacity("NVIDIA H100 80GB HBM3", 79.6)
     assert estimated and (h100.stt, h100.tts, h100.llm) == (50, 60, 30)
+    h200, estimated = tables.gpu_capacity("H200")  # memory known without detection
+    assert estimated and (h200.memory_gb, h200.stt) == (141, 50)
     small, estimated = tables.gpu_capacity("GeForce GTX 1660", 6.0)
     assert estimated and (small.stt, small.tts, small.llm) == (5, 7, 2)
     with pytest.raises(ValueError, match="unknown GPU"):

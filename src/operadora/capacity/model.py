@@ -139,10 +139,15 @@ def gpu_components(machine: Machine) -> list[Component]:
         return []
     rows = [tables.gpu_capacity(g.name, g.memory_gb) for g in machine.gpus]
     names = ", ".join(f"{r.name}{' (estimated)' if est else ''}" for r, est in rows)
+    measured = [tables.measured_stt(g.name) for g in machine.gpus]
+    stt = sum(m[1] if m else r.stt for (r, _), m in zip(rows, measured, strict=True))
+    stt_basis = names
+    found = sorted({m[0] for m in measured if m})
+    if found:
+        stt_basis += "; Whisper large-v3 measured on " + ", ".join(found) + " (docs/gpu.md)"
+    stt_source: Source = "measured" if all(measured) else "table"  # basis names the measured
     out = [
-        Component(
-            name="stt_gpu", max_calls=sum(r.stt for r, _ in rows), source="table", basis=names
-        ),
+        Component(name="stt_gpu", max_calls=stt, source=stt_source, basis=stt_basis),
         Component(
             name="tts_gpu", max_calls=sum(r.tts for r, _ in rows), source="table", basis=names
         ),

@@ -37,6 +37,26 @@ GPUS: dict[str, GpuCapacity] = {
 }
 
 
+# Whisper large-v3 calls one GPU carries, measured on the card (bench/bench_gpu_stt.py,
+# docs/gpu.md): callers speaking half the time, p95 <= 300 ms from the end of an utterance to
+# its transcript, fp16 with a CUDA-graph decoder, STT alone on the GPU (103 measured, rounded
+# down). Replaces the table's STT figure for that card; TTS and LLM stay the table's.
+MEASURED_STT: dict[str, int] = {"H200": 100}
+
+
+# Memory of cards outside the design's table, for planning with ``--gpu NAME`` alone.
+GPU_MEMORY_GB: dict[str, float] = {"H200": 141, "H100": 80, "L40S": 48}
+
+
+def measured_stt(name: str) -> tuple[str, int] | None:
+    """``(card, calls)`` when Whisper's calls per GPU were measured on this card."""
+    norm = name.upper().replace(" ", "")
+    for key, calls in MEASURED_STT.items():
+        if key in norm:
+            return key, calls
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class TelephonyDevice:
     """C. DAHDI cards and D. FXO/FXS gateways: ports and simultaneous channels."""
@@ -89,6 +109,8 @@ def gpu_capacity(name: str, memory_gb: float | None = None) -> tuple[GpuCapacity
     for key, row in GPUS.items():
         if key.replace(" ", "").upper() in norm:
             return row, False
+    if memory_gb is None:
+        memory_gb = next((gb for key, gb in GPU_MEMORY_GB.items() if key in norm), None)
     if memory_gb is None:
         raise ValueError(f"unknown GPU {name!r} and no memory size; known: {', '.join(GPUS)}")
     fitting = [row for row in GPUS.values() if row.memory_gb <= memory_gb]
