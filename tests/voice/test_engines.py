@@ -89,6 +89,36 @@ async def test_whisper_hears_nothing_in_silence(tiny_en: WhisperStt) -> None:
     assert transcript.text == ""
 
 
+async def test_whisper_decodes_wait_in_their_own_queue_and_a_dropped_one_never_runs(
+    tts: EspeakTts,
+) -> None:
+    import asyncio
+    import threading
+
+    stt = WhisperStt(bundled_tiny_en(), device="cpu", warm=False)
+    line = to_float32(speak(tts, "Thank you for calling.", "en", 16000))
+    started: list[str] = []
+    release = threading.Event()
+    real = stt.transcribe_sync
+
+    def tracked(audio: object, language: str | None = None) -> object:
+        started.append(threading.current_thread().name)
+        release.wait(10)
+        return real(audio, language)  # type: ignore[arg-type]
+
+    stt.transcribe_sync = tracked  # type: ignore[method-assign,assignment]
+    first = asyncio.ensure_future(stt.transcribe(line, "en"))
+    dropped = asyncio.ensure_future(stt.transcribe(line, "en"))
+    await asyncio.sleep(0.05)
+    # asyncio's default workers stay free for TTS and the agent while Whisper is busy
+    assert await asyncio.to_thread(lambda: "free") == "free"
+    dropped.cancel()  # a speculative decode discarded before the model got to it
+    release.set()
+    assert "thank" in (await first).text.lower()
+    await asyncio.sleep(0.2)
+    assert len(started) == 1 and started[0].startswith("whisper")
+
+
 def test_espeak_speaks_both_languages(tts: EspeakTts) -> None:
     english = tts.synthesize_sync("Good morning.", "en")
     spanish = tts.synthesize_sync("Buenos días.", "es")

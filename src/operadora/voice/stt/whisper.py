@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -88,12 +89,17 @@ class WhisperStt:
         self._beam_size = beam_size
         self.multilingual = bool(self._model.model.is_multilingual)
         self._lock = threading.Lock()  # one decode at a time per model keeps latency predictable
+        # decodes wait for the model in their own queue, not in asyncio's default workers where
+        # they would hold up TTS and the agent near full load; a queued decode whose caller
+        # gave up (speculative STT discarded) is never started
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
         if warm:  # the first decode allocates; let that not be the first caller's
             noise = np.random.default_rng(0).normal(0, 0.01, STT_RATE // 2).astype(np.float32)
             self.transcribe_sync(noise, None if self.multilingual else "en")
 
     async def transcribe(self, audio: Float32Audio, language: str | None = None) -> Transcript:
-        return await asyncio.to_thread(self.transcribe_sync, audio, language)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.transcribe_sync, audio, language)
 
     def transcribe_sync(self, audio: Float32Audio, language: str | None = None) -> Transcript:
         if audio.size < STT_RATE // 10 or float(np.sqrt(np.mean(np.square(audio)))) < SILENCE_RMS:
