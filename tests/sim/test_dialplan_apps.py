@@ -5,19 +5,16 @@ against Asterisk 22's documented behaviour: ``$[...]``, ``ExecIf``, ``Goto`` (la
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
-from operadora.config import SimSettings
 from operadora.sim.dialplan.expr import evaluate_expression, truth
 from operadora.sim.dialplan.plan import parse_dialplan, pattern_extends
 from operadora.sim.dialplan.subst import substitute
 from operadora.sim.lines import Line
-from operadora.sim.server import Simulator, start_simulator
+from operadora.sim.server import Simulator
 
 pytestmark = pytest.mark.integration
 
@@ -81,18 +78,10 @@ exten => s,1,WaitExten(0.2)
 
 
 @pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[tuple[Simulator, list[Event]]]:
-    plan = tmp_path / "extensions.conf"
-    plan.write_text(PLAN, encoding="utf-8")
-    simulator = await start_simulator(
-        SimSettings(port=0, password=SecretStr("apps-test"), dialplan_file=plan)
-    )
-    events: list[Event] = []
-    simulator.pbx.hub.listeners.append(events.append)
-    try:
-        yield simulator, events
-    finally:
-        await simulator.close()
+async def sim(
+    plan_simulator: Callable[[str], Awaitable[tuple[Simulator, list[Event]]]],
+) -> tuple[Simulator, list[Event]]:
+    return await plan_simulator(PLAN)
 
 
 def steps(events: list[Event]) -> list[tuple[str, str]]:

@@ -5,21 +5,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
-from operadora.config import SimSettings
 from operadora.sim.callers.devices import extension_dial_handler
 from operadora.sim.callers.extensions import Directory, DirectorySettings, ExtensionBehaviour
 from operadora.sim.calls import Originate, originate
 from operadora.sim.dialplan.apps import dial_status
 from operadora.sim.dialplan.dial import cause_dial_status
 from operadora.sim.lines import Line
-from operadora.sim.server import Simulator, start_simulator
+from operadora.sim.server import Simulator
 
 pytestmark = pytest.mark.integration
 
@@ -38,18 +35,10 @@ exten => 202,1,Dial(PJSIP/202,20)
 
 
 @pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[tuple[Simulator, list[Event]]]:
-    plan = tmp_path / "extensions.conf"
-    plan.write_text(PLAN, encoding="utf-8")
-    simulator = await start_simulator(
-        SimSettings(port=0, password=SecretStr("dial-test"), dialplan_file=plan)
-    )
-    events: list[Event] = []
-    simulator.pbx.hub.listeners.append(events.append)
-    try:
-        yield simulator, events
-    finally:
-        await simulator.close()
+async def sim(
+    plan_simulator: Callable[[str], Awaitable[tuple[Simulator, list[Event]]]],
+) -> tuple[Simulator, list[Event]]:
+    return await plan_simulator(PLAN)
 
 
 def declines(cause: int, after_s: float = 0.05) -> Callable[[Line], Awaitable[None]]:

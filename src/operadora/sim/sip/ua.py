@@ -333,13 +333,7 @@ class SipUserAgent(asyncio.DatagramProtocol):
                 dialog.state = "terminated"
                 self._final(
                     dialog,
-                    make_response(
-                        dialog.invite,
-                        500,
-                        "Server Internal Error",
-                        received=dialog.remote,
-                        to_tag=dialog.local_tag,
-                    ),
+                    self._invite_response(dialog, 500, "Server Internal Error"),
                 )
             return
         if dialog.state == "terminated":  # CANCELled while the socket opened
@@ -390,12 +384,10 @@ class SipUserAgent(asyncio.DatagramProtocol):
         """The channel is up: ``200 OK`` with our SDP answer, resent until the ACK."""
         if dialog.final is not None or dialog.rtp is None:
             return
-        response = make_response(
-            dialog.invite,
+        response = self._invite_response(
+            dialog,
             200,
             "OK",
-            received=dialog.remote,
-            to_tag=dialog.local_tag,
             headers=[
                 ("Server", self.user_agent),
                 ("Contact", self.contact),
@@ -442,13 +434,7 @@ class SipUserAgent(asyncio.DatagramProtocol):
             return
         self._final(
             dialog,
-            make_response(
-                dialog.invite,
-                487,
-                "Request Terminated",
-                received=dialog.remote,
-                to_tag=dialog.local_tag,
-            ),
+            self._invite_response(dialog, 487, "Request Terminated"),
         )
         dialog.remote_hung_up = True
         ch = dialog.channel
@@ -553,12 +539,10 @@ class SipUserAgent(asyncio.DatagramProtocol):
             return
         if dialog.final is None:
             if dialog.redirect_contact:
-                response = make_response(
-                    dialog.invite,
+                response = self._invite_response(
+                    dialog,
                     302,
                     "Moved Temporarily",
-                    received=dialog.remote,
-                    to_tag=dialog.local_tag,
                     headers=[
                         ("Server", self.user_agent),
                         ("Contact", f"<{dialog.redirect_contact}>"),
@@ -572,12 +556,10 @@ class SipUserAgent(asyncio.DatagramProtocol):
                     if dialog.redirect_contact == ""
                     else CAUSE_SIP.get(cause, (603, "Decline"))
                 )
-                response = make_response(
-                    dialog.invite,
+                response = self._invite_response(
+                    dialog,
                     status,
                     reason,
-                    received=dialog.remote,
-                    to_tag=dialog.local_tag,
                     headers=[("Server", self.user_agent), ("Reason", f"Q.850;cause={cause}")],
                 )
             dialog.state = "terminated"
@@ -646,6 +628,25 @@ class SipUserAgent(asyncio.DatagramProtocol):
             req, status, reason, received=source, to_tag=to_tag, headers=headers, body=body
         )
         self._send(response, source)
+
+    def _invite_response(
+        self,
+        dialog: Dialog,
+        status: int,
+        reason: str,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes = b"",
+    ) -> SipResponse:
+        """A response to the dialog's INVITE, with our To tag, sent back where it came from."""
+        return make_response(
+            dialog.invite,
+            status,
+            reason,
+            received=dialog.remote,
+            to_tag=dialog.local_tag,
+            headers=headers,
+            body=body,
+        )
 
     def _in_dialog_request(
         self,
