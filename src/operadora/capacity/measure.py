@@ -20,6 +20,7 @@ from pathlib import Path
 
 from operadora.capacity.engine import LightLoad, parse_light_load, predict
 from operadora.capacity.model import Check, Machine, Measured, MediaStep, cpu_component
+from operadora.capacity.ramp import error_pct
 
 _LINE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_.]*)\s*[:=]\s*(\S.*?)\s*$")
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
@@ -105,14 +106,23 @@ def media_check(steps: list[MediaStep], measured_max: int | None, cores: int) ->
         return None
     lightest = min(steps, key=lambda s: s.calls)
     predicted = math.floor(cores * 1000 / lightest.cpu_ms_per_call_s)
-    error = (predicted - measured_max) / measured_max * 100
+    return _check(
+        predicted,
+        measured_max,
+        f"{cores} server core(s) x 1000 / {lightest.cpu_ms_per_call_s:.3f} CPU ms per "
+        f"call-second at N={lightest.calls}",
+    )
+
+
+def _check(predicted: int, measured: int, basis: str) -> Check:
+    """A prediction set against the benchmark's measured maximum (> 0)."""
+    error = error_pct(predicted, measured)
     return Check(
         predicted=predicted,
-        measured=measured_max,
+        measured=measured,
         error_pct=round(error, 1),
         within_15_pct=abs(error) <= 15,
-        basis=f"{cores} server core(s) x 1000 / {lightest.cpu_ms_per_call_s:.3f} CPU ms per "
-        f"call-second at N={lightest.calls}",
+        basis=basis,
     )
 
 
@@ -170,14 +180,7 @@ def engine_check(engine: dict[str, str]) -> Check | None:
             f"({cores} core(s) x 1000 - {fixed:g} fixed) / ({cost:g} engine + {callers:g} "
             "caller) CPU ms per call-second, fitted at N=1 and N=4"
         )
-    error = (predicted - measured_max) / measured_max * 100
-    return Check(
-        predicted=predicted,
-        measured=measured_max,
-        error_pct=round(error, 1),
-        within_15_pct=abs(error) <= 15,
-        basis=basis,
-    )
+    return _check(predicted, measured_max, basis)
 
 
 def engine_machine(engine: dict[str, str]) -> tuple[Machine | None, Measured | None]:
