@@ -18,17 +18,20 @@ pytestmark = pytest.mark.unit
 
 
 class BagOfWords:
-    """Unit vectors over a hashed vocabulary: equal words, high cosine."""
+    """Unit vectors over the words seen so far, one dimension each (no hash collisions, so
+    no word ever matches a different one): equal words, high cosine."""
 
     def __init__(self) -> None:
         self.encoded: list[str] = []
+        self.vocabulary: dict[str, int] = {}
 
     def encode(self, texts: list[str]) -> np.ndarray:
         self.encoded += texts
         out = np.zeros((len(texts), 64), np.float32)
         for row, text in enumerate(texts):
             for word in re.findall(r"\w+", text.lower()):
-                out[row, hash(word) % 64] += 1
+                index = self.vocabulary.setdefault(word, len(self.vocabulary))
+                out[row, index] += 1
             out[row] /= max(float(np.linalg.norm(out[row])), 1e-9)
         return out
 
