@@ -10,23 +10,30 @@ the last one: every Whisper decode's wait for the model and its own time (the mo
 one utterance at a time: a single-server queue), the TTS syntheses' times, and the CPU
 seconds of this process's threads by kind (the event loop, the VAD batch worker, Python's
 worker threads, and native threads that Python does not know: CTranslate2's and ONNX
-Runtime's pools)."""
+Runtime's pools). Also, per call (the AudioSocket UUID): each decode's request, start and end,
+each request the session dropped before its answer (a speculative decode cancelled when the
+caller spoke on) and when, and each caller turn's last voiced sample and the moment its
+transcript was in hand (from the session's turn events), all in the event loop's clock, so
+the benchmark can tell how much of a decode's wait the end-of-turn silence hid."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import sys
 import threading
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from operadora.audiosocket.server import start_media_server
 from operadora.config import Settings
-from operadora.events import EventBus
+from operadora.events import EventBus, TurnEvent
+from operadora.media import MediaSession
 from operadora.voice.engines import Float32Audio, SpeechToText, TextToSpeech, Transcript
 from operadora.voice.factory import agent_handler, build_engines, warm_up
 from operadora.voice.session import Engines
@@ -35,32 +42,57 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 class TimedStt:
-    """The engine's speech recognition, its decodes timed: the wait for the model (which
-    decodes one utterance at a time) apart from the decode itself. Same serialization as the
-    engine's own lock, taken first here so that the wait can be seen."""
+    """The engine's speech recognition, its decodes timed: the wait for the model apart from
+    the decode itself. The same serialization as the engine's: one worker thread of its own
+    (``WhisperStt``'s executor), so a request the session cancels while it still waits (a
+    speculative decode the caller spoke on over) is never decoded, as in production; the
+    wait is the time from the request to the worker taking it."""
 
     def __init__(self, inner: SpeechToText) -> None:
         self.inner = inner
         self.name = inner.name
-        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="timed-whisper")
         self.records: list[tuple[float, float, float]] = []  # wait s, decode s, audio s
+        self.decodes: list[tuple[str, float, float, float]] = []  # call, asked, began, done
+        self.cancels: list[tuple[str, float, float]] = []  # call, asked, cancelled
 
-    async def transcribe(self, audio: Float32Audio, language: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: Float32Audio, language: str | None = None, call: str = ""
+    ) -> Transcript:
         sync = getattr(self.inner, "transcribe_sync", None)
         if sync is None:
             return await self.inner.transcribe(audio, language)
-        return await asyncio.to_thread(self._run, sync, audio, language)
+        loop = asyncio.get_running_loop()
+        asked = time.monotonic()
+        try:
+            return await loop.run_in_executor(
+                self._executor, self._run, sync, audio, language, call, asked
+            )
+        except asyncio.CancelledError:
+            self.cancels.append((call, asked, time.monotonic()))
+            raise
 
-    def _run(self, sync: Any, audio: Float32Audio, language: str | None) -> Transcript:
-        asked = time.perf_counter()
-        with self._lock:
-            began = time.perf_counter()
-            try:
-                result: Transcript = sync(audio, language)
-            finally:
-                done = time.perf_counter()
-                self.records.append((began - asked, done - began, audio.size / 16000))
+    def _run(
+        self, sync: Any, audio: Float32Audio, language: str | None, call: str, asked: float
+    ) -> Transcript:
+        began = time.monotonic()
+        try:
+            result: Transcript = sync(audio, language)
+        finally:
+            done = time.monotonic()
+            self.records.append((began - asked, done - began, audio.size / 16000))
+            self.decodes.append((call, asked, began, done))
         return result
+
+
+class CallStt:
+    """One call's view of the shared :class:`TimedStt`: its requests carry the call's id."""
+
+    def __init__(self, timed: TimedStt, call: str) -> None:
+        self.timed, self.call, self.name = timed, call, timed.name
+
+    async def transcribe(self, audio: Float32Audio, language: str | None = None) -> Transcript:
+        return await self.timed.transcribe(audio, language, self.call)
 
 
 class TimedTts:
@@ -111,10 +143,21 @@ class Stats:
     def __init__(self, stt: TimedStt, tts: TimedTts) -> None:
         self.stt, self.tts = stt, tts
         self.cpu = thread_cpu()
+        self.turns: list[tuple[str, float, float]] = []  # call, last voice, transcript ready
+
+    def on_event(self, event: object) -> None:
+        """A caller's turn: its last voiced sample and when its transcript was in hand (end
+        of turn + what the transcript still took after it)."""
+        if isinstance(event, TurnEvent) and event.speaker == "caller":
+            after = event.timings.get("endpointing_ms", 0.0) + event.timings.get("stt_ms", 0.0)
+            self.turns.append((event.call_id, event.ended_at, event.ended_at + after / 1000))
 
     def take(self) -> dict[str, Any]:
         """What happened since the last call; the records start again empty."""
         stt, self.stt.records = self.stt.records, []
+        decodes, self.stt.decodes = self.stt.decodes, []
+        cancels, self.stt.cancels = self.stt.cancels, []
+        turns, self.turns = self.turns, []
         tts, self.tts.records = self.tts.records, []
         cpu = thread_cpu()
         # a thread that ended takes its seconds with it: clamp at zero
@@ -126,6 +169,9 @@ class Stats:
             "stt_audio_s": [round(r[2], 3) for r in stt],
             "tts_s": [round(r, 4) for r in tts],
             "thread_cpu_s": {k: round(v, 3) for k, v in delta.items()},
+            "stt_requests": [[c, round(a, 4), round(b, 4), round(d, 4)] for c, a, b, d in decodes],
+            "stt_cancels": [[c, round(a, 4), round(x, 4)] for c, a, x in cancels],
+            "turns": [[c, round(v, 4), round(r, 4)] for c, v, r in turns],
         }
 
 
@@ -136,8 +182,13 @@ async def serve() -> None:
     stt, tts = TimedStt(built.stt), TimedTts(built.tts)
     engines = Engines(stt=stt, tts=tts, agent=built.agent, vad=built.vad)
     await warm_up(engines)
-    bus = EventBus()  # nobody subscribes: events cost what publishing costs in production
-    handler = agent_handler(engines, settings.voice, bus, language="en", greet=False)
+    bus = EventBus()  # one subscriber, as the API's event stream would be in production
+
+    async def handler(media: MediaSession) -> None:
+        # the production handler, its speech recognition tagged with the call's id
+        call = dataclasses.replace(engines, stt=CallStt(stt, str(media.call_uuid)))
+        await agent_handler(call, settings.voice, bus, language="en", greet=False)(media)
+
     media = settings.media.model_copy(update={"host": "127.0.0.1", "port": 0})
     server = await start_media_server(media, handler)
     print(
@@ -146,6 +197,13 @@ async def serve() -> None:
         flush=True,
     )
     stats = Stats(stt, tts)
+    events = bus.subscribe()
+
+    async def collect() -> None:
+        while True:
+            stats.on_event(await events.get())
+
+    collector = asyncio.create_task(collect())
     print(f"port: {server.port}", flush=True)
     loop = asyncio.get_running_loop()
     closed = asyncio.Event()
@@ -160,6 +218,7 @@ async def serve() -> None:
     try:
         await closed.wait()
     finally:
+        collector.cancel()
         await server.close()
 
 

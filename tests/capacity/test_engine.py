@@ -3,6 +3,7 @@ loads. Synthetic figures chosen for the arithmetic, not recorded runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -17,6 +18,7 @@ from operadora.capacity.engine import (
 )
 from operadora.capacity.measure import engine_check, light_loads, parse_key_values, to_measured
 from operadora.capacity.model import Machine, Measured, plan
+from operadora.capacity.records import Spread
 
 pytestmark = pytest.mark.unit
 
@@ -71,6 +73,70 @@ def test_light_load_line_round_trip_and_bad_lines() -> None:
     assert parse_light_load(key, value.replace("decode 87.0", "decode nan")) is None
     assert parse_light_load(key, value.replace(" stt 33.00", "")) is None  # incomplete
     assert parse_light_load("light_load_0", value) is None
+
+
+def test_the_light_load_line_carries_other_processes_slack_and_dropped_decodes() -> None:
+    original = dataclasses.replace(
+        load(8, 54.0, 31.0, 6.6, decode_ms=88.0),
+        others_cores=0.21,
+        slack_ms=Spread(5.0, 40.0, 120.0),
+        cancelled=0.35,
+        cancel_ms=Spread(20.0, 60.0, 150.0),
+    )
+    key, value = original.line().split(": ", 1)
+    parsed = parse_light_load(key, value)
+    assert parsed is not None
+    assert parsed.others_cores == pytest.approx(0.21) and parsed.cancelled == pytest.approx(0.35)
+    assert parsed.slack_ms == Spread(5.0, 40.0, 120.0)
+    assert parsed.cancel_ms == Spread(20.0, 60.0, 150.0)
+    # an older benchmark's line, without them: nothing hidden, nothing dropped
+    older = value.split(" others ")[0]
+    parsed_older = parse_light_load(key, older)
+    assert parsed_older is not None and parsed_older.slack_ms == Spread()
+    assert parsed_older.cancelled == 0.0 and parsed_older.others_cores == 0.0
+    assert parse_light_load(key, value.replace("others 0.21", "others -1")) is None
+
+
+def queued(**changes: object) -> list[LightLoad]:
+    """Light loads of an engine that Whisper's queue limits: 1.5 decodes per turn of 150 ms
+    every 5 s, cheap CPU."""
+    base = [
+        load(n, 4.0, 2.0, decode_ms=150.0, turns=0.2, decodes_per_turn=1.5, p50=300, p95=400)
+        for n in (1, 4, 8)
+    ]
+    return [dataclasses.replace(x, **changes) for x in base]  # type: ignore[arg-type]
+
+
+def test_the_end_of_turn_silence_hides_part_of_the_wait() -> None:
+    plain = EngineModel.from_light(queued(), cores=2)
+    hidden = EngineModel.from_light(queued(slack_ms=Spread(50.0, 120.0, 200.0)), cores=2)
+    assert hidden.slack_ms == Spread(50.0, 120.0, 200.0)
+    n = plain.predict().max_calls
+    assert plain.predict().limit == "latency" and n > 1
+    # the same queue, so the same waits: the answer comes up to the slack sooner
+    assert hidden.v2v_p95_ms(n) < plain.v2v_p95_ms(n)
+    assert plain.v2v_p95_ms(n) - hidden.v2v_p95_ms(n) <= 200.0
+    assert hidden.predict().max_calls > n
+    # nothing hidden at all: the older model's figure
+    assert EngineModel.from_light(queued(slack_ms=Spread()), cores=2).predict() == plain.predict()
+
+
+def test_dropped_speculative_decodes_still_waiting_are_never_decoded() -> None:
+    plain = EngineModel.from_light(queued(), cores=2)
+    assert plain.extras == pytest.approx(0.5)
+    dropped = queued(cancelled=1.0, cancel_ms=Spread(30.0, 60.0, 100.0))
+    model = EngineModel.from_light(dropped, cores=2)
+    assert model.cancelled == pytest.approx(1.0) and model.cancel_ms.p50 == pytest.approx(60.0)
+    n = plain.predict().max_calls
+    # with a queue, the speculative decodes it skips lighten it: shorter waits, more calls
+    assert model.v2v_p95_ms(n) < plain.v2v_p95_ms(n)
+    assert model.predict().max_calls > n
+    # dropped only after a long time (longer than any wait below the maximum): no change
+    late = EngineModel.from_light(queued(cancelled=1.0, cancel_ms=Spread(9e3, 9e3, 9e3)), 2)
+    assert late.predict().max_calls == n
+    assert late.v2v_p95_ms(n) == pytest.approx(plain.v2v_p95_ms(n))
+    # no wait at one call: nothing skipped, the light loads' own decodes
+    assert model.v2v_p95_ms(1) == pytest.approx(plain.v2v_p95_ms(1))
 
 
 def test_cpu_bound_engine_stops_where_the_cores_run_out() -> None:

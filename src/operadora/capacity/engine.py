@@ -32,6 +32,7 @@ import random
 from dataclasses import dataclass
 
 from operadora.capacity.ramp import V2V_P95_LIMIT_MS, p95
+from operadora.capacity.records import NO_SPREAD, Spread
 
 Z95 = 1.6449  # the standard normal's 95th percentile
 SEED = 20261126
@@ -51,6 +52,11 @@ class LightLoad:
     decode_p95_ms: float
     v2v_p50_ms: float
     v2v_p95_ms: float
+    # optional (older benchmarks did not print them; their absence keeps the older model):
+    others_cores: float = 0.0  # what other processes on the machine took during the step
+    slack_ms: Spread = NO_SPREAD  # per turn: how long the answer's decode was done early
+    cancelled: float = 0.0  # share of the extra (unanswering) decodes the session dropped
+    cancel_ms: Spread = NO_SPREAD  # how long after its request each of those was dropped
 
     def line(self) -> str:
         """The bench's ``light_load_N:`` line; :func:`parse_light_load` reads it back."""
@@ -58,7 +64,11 @@ class LightLoad:
             f"light_load_{self.calls}: server {self.server_cpu_ms:.2f} stt {self.stt_cpu_ms:.2f} "
             f"callers {self.caller_cpu_ms:.2f} turns {self.turns:.4f} decodes {self.decodes:.4f} "
             f"decode {self.decode_ms:.1f} decode_p95 {self.decode_p95_ms:.1f} "
-            f"v2v_p50 {self.v2v_p50_ms:.0f} v2v_p95 {self.v2v_p95_ms:.0f}"
+            f"v2v_p50 {self.v2v_p50_ms:.0f} v2v_p95 {self.v2v_p95_ms:.0f} "
+            f"others {self.others_cores:.2f} slack_p10 {self.slack_ms.p10:.0f} "
+            f"slack_p50 {self.slack_ms.p50:.0f} slack_p90 {self.slack_ms.p90:.0f} "
+            f"cancelled {self.cancelled:.3f} cancel_p10 {self.cancel_ms.p10:.0f} "
+            f"cancel_p50 {self.cancel_ms.p50:.0f} cancel_p90 {self.cancel_ms.p90:.0f}"
         )
 
 
@@ -73,6 +83,16 @@ _FIELDS = {
     "v2v_p50": "v2v_p50_ms",
     "v2v_p95": "v2v_p95_ms",
 }
+_OPTIONAL = (
+    "others",
+    "slack_p10",
+    "slack_p50",
+    "slack_p90",
+    "cancelled",
+    "cancel_p10",
+    "cancel_p50",
+    "cancel_p90",
+)
 
 
 def parse_light_load(key: str, value: str) -> LightLoad | None:
@@ -81,18 +101,29 @@ def parse_light_load(key: str, value: str) -> LightLoad | None:
         return None
     words = value.split()
     found: dict[str, float] = {}
+    extra: dict[str, float] = {}
     for name, raw in zip(words[::2], words[1::2], strict=False):
-        if name in _FIELDS:
+        if name in _FIELDS or name in _OPTIONAL:
             try:
-                found[_FIELDS[name]] = float(raw)
+                number = float(raw)
             except ValueError:
                 return None
-    if set(found) != set(_FIELDS.values()) or not all(math.isfinite(v) for v in found.values()):
+            if not math.isfinite(number) or number < 0:
+                return None
+            (found if name in _FIELDS else extra)[_FIELDS.get(name, name)] = number
+    if set(found) != set(_FIELDS.values()):
         return None
     calls = int(key[len("light_load_") :])
-    if calls < 1 or min(found.values()) < 0:
+    if calls < 1:
         return None
-    return LightLoad(calls=calls, **found)
+    return LightLoad(
+        calls=calls,
+        **found,
+        others_cores=extra.get("others", 0.0),
+        slack_ms=Spread(*(extra.get(f"slack_p{q}", 0.0) for q in (10, 50, 90))),
+        cancelled=min(1.0, extra.get("cancelled", 0.0)),
+        cancel_ms=Spread(*(extra.get(f"cancel_p{q}", 0.0) for q in (10, 50, 90))),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +183,10 @@ class EngineModel:
     v2v_mu: float  # light-load voice-to-voice: lognormal through its p50 and p95
     v2v_sigma: float
     limit_ms: float = V2V_P95_LIMIT_MS
+    slack_ms: Spread = NO_SPREAD  # wait the end-of-turn silence hides, per turn
+    extras: float = 0.0  # decodes per turn beyond the one that answers (speculative ones)
+    cancelled: float = 0.0  # share of those the session drops ...
+    cancel_ms: Spread = NO_SPREAD  # ... this long after asking: skipped if still waiting
 
     @classmethod
     def from_light(
@@ -171,6 +206,9 @@ class EngineModel:
         decodes_per_turn = total_decodes / sum(x.turns * x.calls for x in loads)
         p50 = sum(x.v2v_p50_ms for x in loads) / len(loads)
         p95_light = sum(x.v2v_p95_ms for x in loads) / len(loads)
+        by_turns = [(x, x.turns * x.calls) for x in loads]
+        extras = [(x, max(0.0, x.decodes - x.turns) * x.calls) for x in loads]
+        extra_weight = sum(w for _, w in extras)
         model = cls(
             cores=cores,
             rest=fit_cost([(x.calls, max(0.0, x.server_cpu_ms - x.stt_cpu_ms)) for x in loads]),
@@ -185,6 +223,10 @@ class EngineModel:
             others_light=0.0,
             v2v_mu=math.log(max(p50, 1.0)),
             v2v_sigma=max(0.0, math.log(max(p95_light, p50) / max(p50, 1.0)) / Z95),
+            slack_ms=Spread.mean_of([(x.slack_ms, w) for x, w in by_turns]),
+            extras=max(0.0, decodes_per_turn - 1),
+            cancelled=sum(x.cancelled * w for x, w in extras) / extra_weight if extra_weight else 0,
+            cancel_ms=Spread.mean_of([(x.cancel_ms, w * x.cancelled) for x, w in extras]),
         )
         # what the rest took from Whisper's threads while its light-load decodes were timed
         light = sum(
@@ -214,9 +256,10 @@ class EngineModel:
         if not math.isfinite(stretch) or self.cpu_cores(calls) > self.cores:
             return math.inf
         rng = random.Random(SEED + calls)
-        work = self.work_per_turn_s * stretch
+        decode = self.decode_s * stretch
         extra = (stretch - 1) * self.decode_s  # the turn's own decode is slower too
         think = max(0.0, self.cycle_s - self.work_per_turn_s)
+        whole, part = divmod(self.extras, 1.0)
         arrivals = [(rng.uniform(0, self.cycle_s), i) for i in range(calls)]
         heapq.heapify(arrivals)
         free_at = 0.0
@@ -226,11 +269,20 @@ class EngineModel:
         for done in range(total):
             at, caller = heapq.heappop(arrivals)
             start = max(at, free_at)
-            service = work * rng.lognormvariate(-(self.decode_cv**2) / 2, self.decode_cv)
-            free_at = start + service
+            wait = start - at
+            # the answering decode, and the turn's speculative ones that still run: one the
+            # session dropped while it waited for Whisper is skipped
+            ran = 1
+            for _ in range(int(whole) + (rng.random() < part)):
+                dropped, after = rng.random(), rng.random()  # both always: the same sequence
+                if not (dropped < self.cancelled and wait * 1000 > self.cancel_ms.draw(after)):
+                    ran += 1
+            noise = rng.lognormvariate(-(self.decode_cv**2) / 2, self.decode_cv)
+            free_at = start + decode * ran * noise
             if done >= skip:
                 base = rng.lognormvariate(self.v2v_mu, self.v2v_sigma)
-                latencies.append(base + (start - at + extra) * 1000)
+                hidden = self.slack_ms.draw(rng.random()) / 1000  # the end-of-turn silence's
+                latencies.append(base + max(0.0, wait + extra - hidden) * 1000)
             # the caller hears the answer, then speaks again: varied utterances and answers
             heapq.heappush(arrivals, (free_at + think * rng.uniform(0.5, 1.5), caller))
         return p95(latencies)
@@ -265,7 +317,11 @@ class EngineModel:
                 f"+ Whisper {self.stt.at_1:.1f} x N^-{self.stt.alpha:.2f} + callers "
                 f"{self.callers.at_1:.1f} x N^-{self.callers.alpha:.2f} CPU ms per call-second; "
                 f"Whisper {self.work_per_turn_s * 1000:.0f} ms per turn every "
-                f"{self.cycle_s:.1f} s, one decode at a time; v2v p95 <= {self.limit_ms:.0f} ms"
+                f"{self.cycle_s:.1f} s, one decode at a time ({1 + self.extras:.2f} per turn, "
+                f"{100 * self.cancelled:.0f} % of the speculative ones dropped after "
+                f"{self.cancel_ms.p50:.0f} ms: skipped when still waiting), "
+                f"{self.slack_ms.p50:.0f} ms of wait hidden by the end of turn (p50); "
+                f"v2v p95 <= {self.limit_ms:.0f} ms"
             ),
         )
 

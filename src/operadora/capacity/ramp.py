@@ -96,6 +96,18 @@ def next_load(results: dict[int, bool], first_guess: int, cap: int) -> int | Non
     return min(cap, max(held + 1, math.ceil(held * 1.15)))
 
 
+# a light load during which other processes on the machine took more than this many cores is
+# measured again (at most LIGHT_RETRIES more times) and the quietest try kept: the prediction
+# is only as good as its light loads, and another tenant's work slows their decodes
+OTHERS_LIMIT_CORES = 0.15
+LIGHT_RETRIES = 2
+
+
+def measure_again(others_cores: list[float]) -> bool:
+    """After these tries of one light load (other processes' cores in each), one more?"""
+    return 0 < len(others_cores) <= LIGHT_RETRIES and min(others_cores) > OTHERS_LIMIT_CORES
+
+
 def error_pct(predicted: int, measured: int) -> float:
     """How far the prediction is from the measured maximum, in % of the measured maximum."""
     if measured <= 0:
