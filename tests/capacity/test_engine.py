@@ -230,6 +230,19 @@ def test_engine_check_predicts_from_the_light_loads_not_the_maximum() -> None:
     assert other.within_15_pct == (abs(expected - 20) / 20 <= 0.15)
 
 
+def test_engine_check_says_when_other_processes_disturbed_the_run() -> None:
+    quiet = engine_check(parse_key_values(bench_output(40, 0)))
+    assert quiet is not None and "disturbed" not in quiet.basis
+    text = bench_output(40, 0).replace(
+        LIGHT[1].line(), dataclasses.replace(LIGHT[1], others_cores=0.45).line()
+    )
+    noisy = engine_check(parse_key_values(text + "\nother_processes_cores_max: 0.55"))
+    assert noisy is not None
+    assert "other processes took 0.45 cores during light load N=4" in noisy.basis
+    assert "up to 0.55 cores during the search" in noisy.basis
+    assert noisy.predicted == quiet.predicted  # said, not used: the bench measures again
+
+
 def test_plan_gets_an_engine_component_with_asterisk_in_the_callers_place() -> None:
     measured = to_measured({}, parse_key_values(bench_output(40, 0)), [])
     assert len(measured.engine_light_loads) == 3

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from operadora.capacity.engine import LightLoad, parse_light_load, predict
 from operadora.capacity.model import Check, Machine, Measured, MediaStep, cpu_component
-from operadora.capacity.ramp import error_pct
+from operadora.capacity.ramp import OTHERS_LIMIT_CORES, error_pct
 
 _LINE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_.]*)\s*[:=]\s*(\S.*?)\s*$")
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
@@ -166,6 +166,7 @@ def engine_check(engine: dict[str, str]) -> Check | None:
             f"limit {prediction.limit} at {predicted} calls (simulated v2v p95 "
             f"{prediction.v2v_p95_ms:.0f} ms, {prediction.cpu_cores:.2f} cores), from light "
             f"loads N={','.join(str(x.calls) for x in loads)}: {prediction.basis}"
+            f"{disturbance(loads, number(engine, 'other_processes_cores_max'))}"
         )
     else:
         machine, costs = engine_machine(engine)
@@ -181,6 +182,19 @@ def engine_check(engine: dict[str, str]) -> Check | None:
             "caller) CPU ms per call-second, fitted at N=1 and N=4"
         )
     return _check(predicted, measured_max, basis)
+
+
+def disturbance(loads: list[LightLoad], search_max: float | None) -> str:
+    """What other processes on the benchmark's machine took, when it was more than a light
+    load tolerates: the prediction and the maximum then measured different machines."""
+    light = [x for x in loads if x.others_cores > OTHERS_LIMIT_CORES]
+    said = [
+        f"other processes took {x.others_cores:.2f} cores during light load N={x.calls}"
+        for x in light
+    ]
+    if search_max is not None and search_max > OTHERS_LIMIT_CORES:
+        said.append(f"up to {search_max:.2f} cores during the search")
+    return f"; disturbed: {', '.join(said)}" if said else ""
 
 
 def engine_machine(engine: dict[str, str]) -> tuple[Machine | None, Measured | None]:
