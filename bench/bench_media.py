@@ -106,6 +106,7 @@ def run_step(calls: int, args: argparse.Namespace, audio: bytes) -> Step:
                 args.workers > 1,
                 args.priority,
                 args.vad_rate,
+                args.vad_thread,
             ),
             daemon=True,
         )
@@ -116,17 +117,27 @@ def run_step(calls: int, args: argparse.Namespace, audio: bytes) -> Step:
         servers.append((proc, parent))
     loads = []
     gens = args.generators
+    first = 0
     for share in [calls // gens + (i < calls % gens) for i in range(gens)]:
         if share == 0:
             continue
         parent, child = ctx.Pipe()
         proc = ctx.Process(
             target=load_main,
-            args=(child, port, share, audio, observer_priority(args.priority)),
+            args=(
+                child,
+                port,
+                share,
+                audio,
+                observer_priority(args.priority),
+                first,
+                args.aligned,
+            ),
             daemon=True,
         )
         proc.start()
         loads.append((proc, parent))
+        first += share
     floor_conn, floor_child = ctx.Pipe()
     floor = ctx.Process(
         target=timer_floor_main,
@@ -224,9 +235,25 @@ def main() -> None:
     parser.add_argument("--generators", type=int, default=2, help="load processes")
     parser.add_argument("--vad", choices=["batch", "silero", "none"], default="batch")
     parser.add_argument(
-        "--vad-rate", type=int, choices=[8000, 16000], default=16000, help="rate the VAD runs at"
+        "--vad-rate",
+        type=int,
+        choices=[8000, 16000],
+        default=8000,
+        help="rate the VAD runs at (default: the 8 kHz line's own, as the voice session does; "
+        "the audio is resampled to 16 kHz for STT either way)",
+    )
+    parser.add_argument(
+        "--vad-thread",
+        action="store_true",
+        help="score the VAD batches on a worker thread (default: on the event loop)",
     )
     parser.add_argument("--no-uvloop", action="store_true")
+    parser.add_argument(
+        "--aligned",
+        action="store_true",
+        help="every peer sends in the same instant (default: calls' 20 ms phases spread 1 ms "
+        "apart, as calls that start at different moments are)",
+    )
     parser.add_argument(
         "--p99-limit", type=float, default=P99_LIMIT_MS, help="pacing p99 limit, ms"
     )
@@ -248,18 +275,20 @@ def main() -> None:
     args.factor = args.factor or (2.0 if args.quick else 1.5)
     args.seconds = args.seconds or (5.0 if args.quick else 20.0)
     print(
-        f"bench-media: vad={args.vad}@{args.vad_rate} workers={args.workers} "
-        f"uvloop={not args.no_uvloop} "
+        f"bench-media: vad={args.vad}@{args.vad_rate}"
+        f"{' (worker thread)' if args.vad_thread else ' (on the loop)'} workers={args.workers} "
+        f"uvloop={not args.no_uvloop} phases={'aligned' if args.aligned else 'spread'} "
         f"generators={args.generators} priority={args.priority} cores={os.cpu_count()} "
         f"load={os.getloadavg()[0]:.2f} quick={args.quick}",
         flush=True,
     )
     audio = caller_audio()
-    costs = micro_costs(audio)
+    costs = micro_costs(audio, args.vad_rate)
     print("per-operation CPU: " + "  ".join(f"{k} {v:.1f}" for k, v in costs.items()), flush=True)
     vad_ms = costs["silero_batch64_window_us"] * 1000 / 32 / 1000
     print(
-        f"VAD alone (batched, 31.25 windows per call-second): {vad_ms:.2f} ms/call-s, "
+        f"VAD alone at {args.vad_rate} Hz (batched, 31.25 windows per call-second): "
+        f"{vad_ms:.2f} ms/call-s, "
         f"a ceiling of {1000 / vad_ms:.0f} calls per core",
         flush=True,
     )

@@ -1,9 +1,9 @@
 """The benchmark's server side: the media server running a call's full front end.
 
-Per call: decode slin, resample to 16 kHz, Silero VAD on every 32 ms window, and paced
-playback of an echo of the caller (in place of STT/agent/TTS). Runs in its own process; the
-orchestrator reads this process's own CPU time (``time.process_time()``) over the window it
-measures.
+Per call: decode slin, resample to 16 kHz (what STT is fed), Silero VAD on every 32 ms
+window (at the line's 8 kHz by default, as the voice session runs it), and paced playback of
+an echo of the caller (in place of STT/agent/TTS). Runs in its own process; the orchestrator
+reads this process's own CPU time (``time.process_time()``) over the window it measures.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import time
 from dataclasses import asdict
 from multiprocessing.connection import Connection
 
+import numpy as np
+
 from media_load import raise_priority
 from operadora.audio.framing import Reframer
 from operadora.audio.resample import StreamResampler
@@ -26,18 +28,28 @@ from operadora.audiosocket.session import AudioSocketSession
 from operadora.audiosocket.workers import new_event_loop
 from operadora.config import MediaSettings
 from operadora.media import AudioIn, InboundItem, MediaSession
+from operadora.runtime import freeze_heap
 
-VAD_RATE = 16000
+STT_RATE = 16000  # every call's audio is resampled to this, as STT is fed
+VAD_RATE = 8000  # the line's own rate: the voice session runs Silero at 8 kHz on 8 kHz calls
 BATCH_MAX = 256
 BATCH_WAIT_S = 0.010  # the VAD answers at most 10 ms later than a per-call model would
 
 
 class Frontend:
-    """What every call runs; ``vad`` is ``batch`` (one shared model, scored in batches on a
-    worker thread), ``silero`` (a detector per call, on the loop) or ``none``."""
+    """What every call runs; ``vad`` is ``batch`` (one shared model, scored in batches on the
+    loop, or on a worker thread with ``vad_threaded``), ``silero`` (a detector per call, on the
+    loop) or ``none``."""
 
-    def __init__(self, vad: str, vad_rate: int = VAD_RATE, receiver: bool = True) -> None:
+    def __init__(
+        self,
+        vad: str,
+        vad_rate: int = VAD_RATE,
+        receiver: bool = True,
+        vad_threaded: bool = False,
+    ) -> None:
         self.vad = vad
+        self.vad_threaded = vad_threaded
         self.receiver = receiver
         self.vad_rate = vad_rate
         self.batch = SileroBatch(vad_rate) if vad == "batch" else None
@@ -51,24 +63,37 @@ class Frontend:
 
     def runner(self) -> SileroBatchRunner | None:
         if self.batch is not None and self._runner is None:
-            self._runner = SileroBatchRunner(self.batch, BATCH_WAIT_S, BATCH_MAX)
+            self._runner = SileroBatchRunner(
+                self.batch, BATCH_WAIT_S, BATCH_MAX, threaded=self.vad_threaded
+            )
         return self._runner
 
     async def handle(self, session: MediaSession) -> None:
-        resampler: StreamResampler | None = None
+        to_stt: StreamResampler | None = None
+        vad_input: StreamResampler | None = None
         reframer = Reframer(self.vad_rate * 32 // 1000)
         runner = self.runner()
         stream = self.batch.stream() if self.batch is not None else None
         single = SileroVad(self.vad_rate) if self.vad == "silero" else None
         result = self._result
+        stt_rate = STT_RATE
 
         def on_item(item: InboundItem) -> None:
-            nonlocal resampler
+            nonlocal to_stt, vad_input
             if type(item) is not AudioIn:
                 return
-            if resampler is None:
-                resampler = StreamResampler(item.sample_rate, self.vad_rate)
-            for window in reframer.push(resampler.process_array(item.pcm)):
+            if to_stt is None:
+                to_stt = StreamResampler(item.sample_rate, stt_rate)
+                if self.vad_rate not in (item.sample_rate, stt_rate):
+                    vad_input = StreamResampler(item.sample_rate, self.vad_rate)
+            wide = to_stt.process_array(item.pcm)  # what STT would be fed
+            if self.vad_rate == stt_rate:
+                vad_audio = wide
+            elif vad_input is not None:
+                vad_audio = vad_input.process_array(item.pcm)
+            else:  # the VAD runs at the line's own rate, as the voice session does
+                vad_audio = np.frombuffer(item.pcm, np.int16)
+            for window in reframer.push(vad_audio):
                 if runner is not None and stream is not None:
                     runner.submit(stream, window, result)
                 elif single is not None:
@@ -93,6 +118,7 @@ def server_main(
     reuse_port: bool,
     priority: int,
     vad_rate: int = VAD_RATE,
+    vad_threaded: bool = False,
 ) -> None:
     raise_priority(priority)
     # peers that vanish when a load step ends would log one warning each
@@ -103,7 +129,7 @@ def server_main(
     if profiler is not None:
         profiler.enable()
     try:
-        loop.run_until_complete(_serve(conn, port, vad, reuse_port, vad_rate))
+        loop.run_until_complete(_serve(conn, port, vad, reuse_port, vad_rate, vad_threaded))
     finally:
         loop.close()
         if profiler is not None and profile_to:
@@ -111,10 +137,13 @@ def server_main(
             profiler.dump_stats(f"{profile_to}.{os.getpid()}")
 
 
-async def _serve(conn: Connection, port: int, vad: str, reuse_port: bool, vad_rate: int) -> None:
-    frontend = Frontend(vad, vad_rate)
+async def _serve(
+    conn: Connection, port: int, vad: str, reuse_port: bool, vad_rate: int, vad_threaded: bool
+) -> None:
+    frontend = Frontend(vad, vad_rate, vad_threaded=vad_threaded)
     settings = MediaSettings(port=port, keepalive_after_s=0.5)
     server = await start_media_server(settings, frontend.handle, reuse_port=reuse_port)
+    freeze_heap()  # as the media server and the voice engines do once started
     conn.send(("ready", server.port))
     loop = asyncio.get_running_loop()
     done = loop.create_future()

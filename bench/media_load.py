@@ -22,6 +22,7 @@ from operadora.audiosocket.workers import new_event_loop
 
 FRAME_S = 0.02
 FRAME_BYTES = 320
+SUB_SLOTS = 20  # 1 ms phases for peers that start at different moments
 WIRE_FRAME = 3 + FRAME_BYTES
 
 
@@ -84,32 +85,56 @@ def raise_priority(priority: int) -> None:
             os.nice(-priority)
 
 
-def load_main(conn: Connection, port: int, calls: int, audio: bytes, priority: int) -> None:
-    """Connect ``calls`` peers, say ``ready``, stream until the window the parent sends ends."""
+def load_main(
+    conn: Connection,
+    port: int,
+    calls: int,
+    audio: bytes,
+    priority: int,
+    first: int = 0,
+    aligned: bool = False,
+) -> None:
+    """Connect ``calls`` peers (numbered from ``first`` across generators), say ``ready``,
+    stream until the window the parent sends ends."""
     raise_priority(priority)
     loop = new_event_loop(True)
     try:
-        result = loop.run_until_complete(_run(conn, port, calls, audio))
+        result = loop.run_until_complete(_run(conn, port, calls, audio, first, aligned))
     finally:
         loop.close()
     conn.send(result)
 
 
-async def _stream(peers: list[Peer], frames: list[bytes], until: list[float]) -> None:
+async def _stream(
+    peers: list[Peer], frames: list[bytes], until: list[float], first: int, aligned: bool
+) -> None:
+    """Each peer sends one frame per 20 ms. Calls start at independent moments and Asterisk
+    paces each from its own start (the capture: frames at 20 ms from the connection's first
+    message), so by default peer ``first + i`` sends in 1 ms sub-slot ``(first + i) % 20``
+    of the period; ``aligned`` sends every peer's frame at once (all channels on one clock)."""
+    slots = 1 if aligned else SUB_SLOTS
+    groups = [
+        [(index, peer) for index, peer in enumerate(peers) if (first + index) % slots == slot]
+        for slot in range(slots)
+    ]
+    step = FRAME_S / slots
     grid = time.monotonic()
     tick = 0
     while time.monotonic() < until[0]:
-        deadline = grid + tick * FRAME_S
+        deadline = grid + tick * step
         delay = deadline - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        for index, peer in enumerate(peers):
+        period = tick // slots
+        for index, peer in groups[tick % slots]:
             if not peer.closed and peer.transport is not None:
-                peer.transport.write(frames[(tick + index * 7) % len(frames)])
+                peer.transport.write(frames[(period + index * 7) % len(frames)])
         tick += 1
 
 
-async def _run(conn: Connection, port: int, calls: int, audio: bytes) -> dict:
+async def _run(
+    conn: Connection, port: int, calls: int, audio: bytes, first: int, aligned: bool
+) -> dict:
     loop = asyncio.get_running_loop()
     peers: list[Peer] = []
     failed = 0
@@ -127,7 +152,7 @@ async def _run(conn: Connection, port: int, calls: int, audio: bytes) -> dict:
         for i in range(0, len(audio) - FRAME_BYTES + 1, FRAME_BYTES)
     ]
     until = [math.inf]
-    streaming = loop.create_task(_stream(peers, frames, until))
+    streaming = loop.create_task(_stream(peers, frames, until, first, aligned))
     conn.send("ready")
     start_at, stop_at = await loop.run_in_executor(None, conn.recv)
     until[0] = stop_at

@@ -22,8 +22,9 @@ def _cost_us(action: Callable[[], object], repeat: int) -> float:
     return (time.process_time() - start) / repeat * 1e6
 
 
-def micro_costs(audio: bytes) -> dict[str, float]:
-    """Microseconds of CPU per operation (per 20 ms frame, or per 32 ms VAD window)."""
+def micro_costs(audio: bytes, vad_rate: int = 16000) -> dict[str, float]:
+    """Microseconds of CPU per operation (per 20 ms frame, or per 32 ms VAD window at
+    ``vad_rate``)."""
     frame = audio[:320]
     wire = serialize(AudioFrame(frame, 8000))
     parser = Parser()
@@ -35,10 +36,11 @@ def micro_costs(audio: bytes) -> dict[str, float]:
     resampler = StreamResampler(8000, 16000)
     reframer = Reframer(512)
     pcm16 = resampler.process(frame)
-    window = np.zeros(512, np.float32)
-    window[:] = np.frombuffer(audio[:1024], "<i2") / 32768
-    single = SileroVad(16000)
-    batch = SileroBatch(16000)
+    size = vad_rate * 32 // 1000
+    window = np.zeros(size, np.float32)
+    window[:] = np.frombuffer(audio[: size * 2], "<i2") / 32768
+    single = SileroVad(vad_rate)
+    batch = SileroBatch(vad_rate)
     streams = [batch.stream() for _ in range(64)]
     items = [(s, window) for s in streams]
     return {

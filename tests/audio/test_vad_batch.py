@@ -65,10 +65,12 @@ def test_stream_alone_and_reset() -> None:
         SileroBatch(22050)
 
 
-async def test_runner_scores_many_calls_in_order_off_the_loop() -> None:
+@pytest.mark.parametrize("threaded", [True, False], ids=["worker-thread", "on-the-loop"])
+async def test_runner_scores_many_calls_in_order(threaded: bool) -> None:
     audio = prompt(16000)
     batch = SileroBatch(16000)
-    runner = SileroBatchRunner(batch, wait_s=0.005)
+    runner = SileroBatchRunner(batch, wait_s=0.005, threaded=threaded)
+    assert (runner._executor is not None) == threaded
     windows = [audio[i : i + 512].copy() for i in range(0, 512 * 40, 512)]
     calls = 5
     streams = [batch.stream() for _ in range(calls)]

@@ -311,3 +311,31 @@ async def test_a_call_s_writes_move_to_just_after_its_inbound_frames(media_serve
     want = (mean / (2 * math.pi) * FRAME + LEAD) % FRAME
     late = wrapped(slot * SLOT - want)
     assert -0.0015 <= late <= 2 * SLOT + 0.0015  # the slot falls 3..5 ms after the arrivals
+
+
+def test_writes_due_at_an_inbound_frame_ride_its_wake_up_not_the_timer_s(sim) -> None:
+    clock, loop, pacer = sim
+    writers = [Writer(clock) for _ in range(40)]
+    for index, w in enumerate(writers):
+        pacer.add(w)
+        pacer.steer(w, (index % 20) * SLOT + 0.0001, jump=True)  # two calls in every slot
+    start = clock.now
+    # reads arrive 0.3 ms before each sub-tick (within the pacer's early tolerance), as with
+    # many calls at spread phases; the timer would fire 0.3 ms later
+    for k in range(1, 20 * 500):
+        loop.run_until(start + k * SLOT - 0.0003)
+        pacer.serve_due()
+    assert loop.wakes == 0  # every write rode a read's wake-up
+    for w in writers:
+        deadlines = [d for _, d, _ in w.writes]
+        assert len(deadlines) >= 495
+        assert all(FRAME - 1e-9 < b - a < FRAME + 1e-9 for a, b in itertools.pairwise(deadlines))
+        assert all(-0.0005 <= at - d <= 1e-9 for at, d, _ in w.writes)
+        assert all(s == 0 for _, _, s in w.writes)
+    # with nothing due, serve_due writes nothing and leaves the timer armed
+    before = sum(len(w.writes) for w in writers)
+    clock.now += 0.0001
+    pacer.serve_due()
+    assert sum(len(w.writes) for w in writers) == before
+    loop.run_until(clock.now + FRAME)
+    assert loop.wakes > 0 and sum(len(w.writes) for w in writers) > before

@@ -286,6 +286,16 @@ class Pacer:
         delay = max(0.0, tick * self.slot_s - time.monotonic())
         self._timer = self._loop.call_later(delay, self._wake)
 
+    def serve_due(self) -> None:
+        """Write what is due now from inside another callback (the media server calls it after
+        each inbound frame), sparing the timer a wake-up: with calls' frames arriving at
+        every phase of the period, most writes then ride the loop's wake-ups for reads, and
+        none waits behind the reads of the same iteration. Costs one clock read when nothing
+        is due."""
+        if self._timer is not None and self._now_tick() >= self._timer_tick:
+            self._timer.cancel()
+            self._wake()
+
     def _wake(self) -> None:
         self._timer = None
         slots = self.slots

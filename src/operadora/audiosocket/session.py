@@ -249,6 +249,8 @@ class AudioSocketSession(asyncio.Protocol):
             frame = parser.take(data)  # one whole frame per read: no buffering
             if frame is not None:
                 self._on_frame(frame)
+                # writes due now (this call's or others') ride this wake-up, not the timer's
+                self._pacer.serve_due()
                 return
         except ProtocolError as exc:
             self._end(f"protocol error: {exc}", error="protocol")

@@ -18,6 +18,7 @@ from operadora.audiosocket.handlers import HANDLERS
 from operadora.audiosocket.pacing import MediaStats
 from operadora.audiosocket.server import MediaServer, start_media_server
 from operadora.config import MediaSettings
+from operadora.runtime import freeze_heap
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ async def serve(
 ) -> None:
     """Run one server until ``stop`` is set, calling ``report`` about once a second."""
     server = await start_media_server(settings, HANDLERS[handler_name], reuse_port=reuse_port)
+    freeze_heap()
     try:
         while not stop.is_set():
             if report is not None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from pathlib import Path
 
 from operadora.config import AgentSettings, SttSettings, TtsSettings, VoiceSettings
 from operadora.events import EventBus
 from operadora.media import MediaSession, SessionHandler
+from operadora.runtime import freeze_heap
 from operadora.voice.agent.llm import LlmAgent, OpenAiChatClient, system_prompt_from_script
 from operadora.voice.agent.script import load_script
 from operadora.voice.engines import STT_RATE, Agent, SpeechToText, TextToSpeech
@@ -180,9 +180,5 @@ def build_engines(settings: VoiceSettings, language: str | None = None) -> Engin
         agent=build_agent(settings.agent, language),
         vad=vad_factory(settings),
     )
-    # What is loaded now (modules, models, tokenizers: ~70,000 objects) lives as long as the
-    # process; a full collection walking it stalls the event loop ~20 ms on this CPU. Frozen,
-    # the collector never walks it again (collected first, so no garbage is frozen with it).
-    gc.collect()
-    gc.freeze()
+    freeze_heap()  # what is loaded now lives as long as the process
     return engines
