@@ -154,8 +154,9 @@ class Measurement:
             f"tts {1000 * mean(st['tts_s']):.0f} ms each; server thread CPU s: {threads}\n"
             f"       hidden by the end of turn: p10/50/90 {light.slack_ms.p10:.0f} / "
             f"{light.slack_ms.p50:.0f} / {light.slack_ms.p90:.0f} ms; dropped speculative "
-            f"decodes {len(st['stt_cancels'])} ({100 * light.cancelled:.0f} % of the extra "
-            f"ones; after p50 {light.cancel_ms.p50:.0f} ms), {skipped} of them never decoded"
+            f"decodes {len(st['stt_cancels'])} ({100 * (light.cancelled or 0.0):.0f} % of the "
+            f"extra ones; after p50 {light.cancel_ms.p50:.0f} ms), {skipped} of them never "
+            "decoded"
         )
 
 

@@ -55,20 +55,26 @@ class LightLoad:
     # optional (older benchmarks did not print them; their absence keeps the older model):
     others_cores: float = 0.0  # what other processes on the machine took during the step
     slack_ms: Spread = NO_SPREAD  # per turn: how long the answer's decode was done early
-    cancelled: float = 0.0  # share of the extra (unanswering) decodes the session dropped
+    # share of the extra (unanswering) decodes the session dropped before they were done (the
+    # others it dropped after; None: not measured, an older benchmark)
+    cancelled: float | None = None
     cancel_ms: Spread = NO_SPREAD  # how long after its request each of those was dropped
 
     def line(self) -> str:
         """The bench's ``light_load_N:`` line; :func:`parse_light_load` reads it back."""
+        dropped = (
+            ""
+            if self.cancelled is None
+            else f" cancelled {self.cancelled:.3f} cancel_p10 {self.cancel_ms.p10:.0f} "
+            f"cancel_p50 {self.cancel_ms.p50:.0f} cancel_p90 {self.cancel_ms.p90:.0f}"
+        )
         return (
             f"light_load_{self.calls}: server {self.server_cpu_ms:.2f} stt {self.stt_cpu_ms:.2f} "
             f"callers {self.caller_cpu_ms:.2f} turns {self.turns:.4f} decodes {self.decodes:.4f} "
             f"decode {self.decode_ms:.1f} decode_p95 {self.decode_p95_ms:.1f} "
             f"v2v_p50 {self.v2v_p50_ms:.0f} v2v_p95 {self.v2v_p95_ms:.0f} "
             f"others {self.others_cores:.2f} slack_p10 {self.slack_ms.p10:.0f} "
-            f"slack_p50 {self.slack_ms.p50:.0f} slack_p90 {self.slack_ms.p90:.0f} "
-            f"cancelled {self.cancelled:.3f} cancel_p10 {self.cancel_ms.p10:.0f} "
-            f"cancel_p50 {self.cancel_ms.p50:.0f} cancel_p90 {self.cancel_ms.p90:.0f}"
+            f"slack_p50 {self.slack_ms.p50:.0f} slack_p90 {self.slack_ms.p90:.0f}{dropped}"
         )
 
 
@@ -121,7 +127,7 @@ def parse_light_load(key: str, value: str) -> LightLoad | None:
         **found,
         others_cores=extra.get("others", 0.0),
         slack_ms=Spread(*(extra.get(f"slack_p{q}", 0.0) for q in (10, 50, 90))),
-        cancelled=min(1.0, extra.get("cancelled", 0.0)),
+        cancelled=min(1.0, extra["cancelled"]) if "cancelled" in extra else None,
         cancel_ms=Spread(*(extra.get(f"cancel_p{q}", 0.0) for q in (10, 50, 90))),
     )
 
@@ -185,8 +191,12 @@ class EngineModel:
     limit_ms: float = V2V_P95_LIMIT_MS
     slack_ms: Spread = NO_SPREAD  # wait the end-of-turn silence hides, per turn
     extras: float = 0.0  # decodes per turn beyond the one that answers (speculative ones)
-    cancelled: float = 0.0  # share of those the session drops ...
-    cancel_ms: Spread = NO_SPREAD  # ... this long after asking: skipped if still waiting
+    # the session drops every one of those (it is not the answer); a share of them before
+    # they were done, this long after asking; the others after, at the earliest when their
+    # decode ended: each skipped if it still waits then. False: an older benchmark, no drops
+    drops: bool = False
+    cancelled: float = 0.0
+    cancel_ms: Spread = NO_SPREAD
 
     @classmethod
     def from_light(
@@ -225,8 +235,11 @@ class EngineModel:
             v2v_sigma=max(0.0, math.log(max(p95_light, p50) / max(p50, 1.0)) / Z95),
             slack_ms=Spread.mean_of([(x.slack_ms, w) for x, w in by_turns]),
             extras=max(0.0, decodes_per_turn - 1),
-            cancelled=sum(x.cancelled * w for x, w in extras) / extra_weight if extra_weight else 0,
-            cancel_ms=Spread.mean_of([(x.cancel_ms, w * x.cancelled) for x, w in extras]),
+            drops=all(x.cancelled is not None for x in loads),
+            cancelled=sum((x.cancelled or 0.0) * w for x, w in extras) / extra_weight
+            if extra_weight
+            else 0.0,
+            cancel_ms=Spread.mean_of([(x.cancel_ms, w * (x.cancelled or 0.0)) for x, w in extras]),
         )
         # what the rest took from Whisper's threads while its light-load decodes were timed
         light = sum(
@@ -250,7 +263,7 @@ class EngineModel:
             return math.inf
         return (self.cores - self.others_light) / free
 
-    def v2v_p95_ms(self, calls: int, turns_per_call: int = 60) -> float:
+    def v2v_p95_ms(self, calls: int, turns_per_call: int = 200) -> float:
         """Simulated voice-to-voice p95 at N calls (fixed seed: the same figure every time)."""
         stretch = self.stretch(calls)
         if not math.isfinite(stretch) or self.cpu_cores(calls) > self.cores:
@@ -274,8 +287,13 @@ class EngineModel:
             # session dropped while it waited for Whisper is skipped
             ran = 1
             for _ in range(int(whole) + (rng.random() < part)):
-                dropped, after = rng.random(), rng.random()  # both always: the same sequence
-                if not (dropped < self.cancelled and wait * 1000 > self.cancel_ms.draw(after)):
+                # every draw always made: the same sequence whatever the inputs
+                dropped, after = rng.random(), rng.random()
+                done_s = self.decode_s * rng.lognormvariate(
+                    -(self.decode_cv**2) / 2, self.decode_cv
+                )
+                drop_s = self.cancel_ms.draw(after) / 1000 if dropped < self.cancelled else done_s
+                if not (self.drops and wait > drop_s):
                     ran += 1
             noise = rng.lognormvariate(-(self.decode_cv**2) / 2, self.decode_cv)
             free_at = start + decode * ran * noise
@@ -317,9 +335,15 @@ class EngineModel:
                 f"+ Whisper {self.stt.at_1:.1f} x N^-{self.stt.alpha:.2f} + callers "
                 f"{self.callers.at_1:.1f} x N^-{self.callers.alpha:.2f} CPU ms per call-second; "
                 f"Whisper {self.work_per_turn_s * 1000:.0f} ms per turn every "
-                f"{self.cycle_s:.1f} s, one decode at a time ({1 + self.extras:.2f} per turn, "
-                f"{100 * self.cancelled:.0f} % of the speculative ones dropped after "
-                f"{self.cancel_ms.p50:.0f} ms: skipped when still waiting), "
+                f"{self.cycle_s:.1f} s, one decode at a time ({1 + self.extras:.2f} per turn"
+                + (
+                    f"; the speculative ones dropped, {100 * self.cancelled:.0f} % after "
+                    f"{self.cancel_ms.p50:.0f} ms, the rest once decoded: skipped when still "
+                    "waiting), "
+                    if self.drops
+                    else "), "
+                )
+                + f"{self.slack_ms.p50:.0f} ms of wait hidden by the end of turn (p50); "
                 f"{self.slack_ms.p50:.0f} ms of wait hidden by the end of turn (p50); "
                 f"v2v p95 <= {self.limit_ms:.0f} ms"
             ),
