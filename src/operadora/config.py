@@ -105,6 +105,10 @@ class VadSettings(_Section):
     min_speech_ms: int = Field(120, ge=0)
     end_of_turn_silence_ms: int = Field(280, ge=0)
     barge_in_min_speech_ms: int = Field(60, ge=0)
+    # Silero only: windows of all calls that complete within this many ms are scored in one
+    # batch on the event loop (~13 us a window instead of ~90 alone); 0 scores each window
+    # by itself as it completes
+    batch_wait_ms: float = Field(5.0, ge=0, le=30)
 
 
 class SttSettings(_Section):

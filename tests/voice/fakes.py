@@ -63,6 +63,13 @@ class Speech:
 
 
 @dataclass(frozen=True, slots=True)
+class Recorded:
+    """Real speech (slin at the media's rate), e.g. one of Asterisk's recorded prompts."""
+
+    pcm: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Silence:
     ms: int
 
@@ -79,7 +86,7 @@ class Dtmf:
     digit: str
 
 
-Segment = Speech | Silence | NoFrames | Dtmf
+Segment = Speech | Recorded | Silence | NoFrames | Dtmf
 
 
 def tone(ms: int, rate: int, amplitude: float, freq: float = 220.0) -> bytes:
@@ -140,10 +147,13 @@ class FakeMedia:
                 now += segment.ms / 1000
                 await asyncio.sleep(max(0.0, now - loop.time()))
                 continue
-            voiced = isinstance(segment, Speech)
+            voiced = isinstance(segment, Speech | Recorded)
             if voiced:
                 self.speech_onsets.append(now)
-                pcm = tone(segment.ms, self._rate, segment.amplitude)
+                if isinstance(segment, Recorded):
+                    pcm = segment.pcm
+                else:
+                    pcm = tone(segment.ms, self._rate, segment.amplitude)
             else:
                 pcm = bytes(self._rate * segment.ms // 1000 * 2)
             for pos in range(0, len(pcm), self._frame_bytes):

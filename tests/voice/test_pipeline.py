@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import wave
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from operadora.audio.vad import EnergyVad
+from operadora.audio.vad_batch import shared_silero_stream
 from operadora.config import VoiceSettings
 from operadora.events import (
     ActionRequestedEvent,
@@ -20,15 +23,18 @@ from operadora.events import (
 from operadora.media import AudioIn
 from operadora.voice.engines import AgentAction, AgentText
 from operadora.voice.errors import ProviderError
+from operadora.voice.factory import vad_factory
 from operadora.voice.frames import DtmfFrame, SpeechStoppedFrame, UserTurnFrame
 from operadora.voice.session import Engines, VoiceAgentSession
 from operadora.voice.stt.fake import ScriptedStt
 from operadora.voice.tts.fake import ToneTts
+from support import require
 from voice.fakes import (
     Dtmf,
     FakeMedia,
     NoFrames,
     ReceiverMedia,
+    Recorded,
     ScriptedAgent,
     ScriptedConversation,
     Silence,
@@ -398,3 +404,59 @@ def test_with_a_receiver_the_barge_in_clear_happens_while_its_frame_is_handed_ov
     # and the whole call still works through the receiver: the turn is answered
     assert [t.text for t in _turns(events, "caller")] == ["I want sales"]
     assert [t.text for t in _turns(events, "agent")][-1] == "Okay."
+
+
+PROMPT = Path("/usr/share/asterisk/sounds/en/demo-congrats.wav")  # 8 kHz speech, ~30 s
+
+
+def _silero_run(wait_ms: float, calls: int, pcm: bytes) -> list[list[TurnEvent]]:
+    """``calls`` sessions on one loop, each hearing the same recorded speech, with Silero."""
+    settings = _settings(speculative_stt=False)
+    settings.vad.engine = "silero"
+    settings.vad.batch_wait_ms = wait_ms
+
+    async def main() -> list[list[TurnEvent]]:
+        bus = EventBus()
+        queue = bus.subscribe()
+        sessions = []
+        for index in range(calls):
+            media = FakeMedia([Silence(300), Recorded(pcm), Silence(1500)], sample_rate=8000)
+            engines = Engines(
+                ScriptedStt(["hello"] * 10, delay_s=0.05),
+                ToneTts(sample_rate=8000, ms_per_char=20, delay_s=0.03),
+                ScriptedAgent(ScriptedConversation([[AgentText("Hi.")]] * 10)),
+                vad_factory(settings),
+            )
+            sessions.append(VoiceAgentSession(media, engines, settings, bus, f"call-{index}"))
+        await asyncio.gather(*(s.run() for s in sessions))
+        events = []
+        while not queue.empty():
+            events.append(queue.get_nowait())
+        return [
+            [e for e in _turns(events, "caller") if e.call_id == f"call-{index}"]
+            for index in range(calls)
+        ]
+
+    return run_virtual(main)
+
+
+def test_silero_windows_of_concurrent_calls_are_scored_in_shared_batches() -> None:
+    require(PROMPT.is_file(), "Asterisk's recorded prompts (Debian asterisk-core-sounds-en-wav)")
+    with wave.open(str(PROMPT)) as wav:
+        assert wav.getframerate() == 8000
+        pcm = wav.readframes(wav.getnframes())
+    batch = shared_silero_stream(8000)._batch
+    runs, windows = batch.runs, batch.windows_scored
+    alone = _silero_run(0, 1, pcm)[0]
+    per_call = batch.windows_scored - windows
+    assert batch.runs - runs == per_call > 100  # one model run per window
+    assert alone, "Silero heard no turn in the recorded prompt"
+    runs, windows = batch.runs, batch.windows_scored
+    together = _silero_run(5, 3, pcm)
+    assert batch.windows_scored - windows == 3 * per_call
+    assert batch.runs - runs <= per_call  # three calls' windows shared each run
+    for turns in together:
+        # the same turns, ended at most the batch's wait later
+        assert len(turns) == len(alone)
+        for got, want in zip(turns, alone, strict=True):
+            assert got.ended_at - want.ended_at == pytest.approx(0.0, abs=0.006)

@@ -288,3 +288,19 @@ class SileroBatchRunner:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+
+
+_RUNNERS: dict[int, tuple[asyncio.AbstractEventLoop, SileroBatchRunner]] = {}
+
+
+def shared_runner(stream: SileroBatchStream, wait_s: float) -> SileroBatchRunner:
+    """The runner that scores the windows of every call of ``stream``'s model on the running
+    loop, batched over ``wait_s`` (one per model and loop, made on first use)."""
+    loop = asyncio.get_running_loop()
+    batch = stream._batch
+    held = _RUNNERS.get(id(batch))
+    if held is not None and held[0] is loop and held[1].wait_s == wait_s:
+        return held[1]
+    runner = SileroBatchRunner(batch, wait_s, threaded=False)
+    _RUNNERS[id(batch)] = (loop, runner)
+    return runner

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from operadora.audio.vad_batch import SileroBatchRunner, SileroBatchStream, shared_runner
 from operadora.config import VoiceSettings
 from operadora.events import (
     ActionRequestedEvent,
@@ -105,6 +107,8 @@ class VoiceAgentSession:
         self._conversation = engines.agent.conversation(call_id, self.caller)
         self._rate = 0  # learnt from the first caller frame (the media may not know it before)
         self._windows: VadWindows | None = None
+        # with Silero: the shared runner that scores this call's windows and the call's stream
+        self._vad_batching: tuple[SileroBatchRunner, SileroBatchStream] | None = None
         self._utterance = UtteranceBuffer(STT_RATE, PREROLL_S)
         self._timer: asyncio.TimerHandle | None = None
         self._watchdog: asyncio.TimerHandle | None = None
@@ -172,7 +176,12 @@ class VoiceAgentSession:
     def _start_vad(self, sample_rate: int) -> VadWindows:
         self._rate = sample_rate
         vad_rate = sample_rate if sample_rate in (8000, 16000) else STT_RATE
-        self._windows = VadWindows(self._engines.vad(vad_rate))
+        vad = self._engines.vad(vad_rate)
+        self._windows = VadWindows(vad)
+        wait_ms = self._settings.vad.batch_wait_ms
+        if wait_ms > 0 and isinstance(vad, SileroBatchStream):
+            # this call's windows are scored with every other call's, a few ms later
+            self._vad_batching = (shared_runner(vad, wait_ms / 1000.0), vad)
         self._utterance = UtteranceBuffer(sample_rate, PREROLL_S)
         return self._windows
 
@@ -187,9 +196,19 @@ class VoiceAgentSession:
             self._fast_pause(audio, item.received_at)
         self._turns.agent_speaking = self._speaker.active
         vad_audio = resample(audio, self._rate, windows.rate)
+        if self._vad_batching is not None:
+            runner, stream = self._vad_batching
+            for window, start, end in windows.windows(vad_audio, item.received_at):
+                runner.submit(stream, window, functools.partial(self._on_window, start, end))
+            return
         for probability, start, end in windows.feed(vad_audio, item.received_at):
-            for signal in self._turns.window(probability, start, end):
-                self._on_signal(signal)
+            self._on_window(start, end, probability)
+
+    def _on_window(self, start: float, end: float, probability: float) -> None:
+        if self._ended:
+            return  # a batched result for a call that has ended
+        for signal in self._turns.window(probability, start, end):
+            self._on_signal(signal)
 
     def _fast_pause(self, audio: Float32Audio, at: float) -> None:
         """Pause the agent on one loud frame; the VAD then confirms it or playback resumes."""
