@@ -143,6 +143,10 @@ def test_dropped_speculative_decodes_still_waiting_are_never_decoded() -> None:
     assert late.v2v_p95_ms(n) == pytest.approx(plain.v2v_p95_ms(n))
     # no wait at one call: nothing skipped, the light loads' own decodes
     assert early.v2v_p95_ms(1) == pytest.approx(plain.v2v_p95_ms(1))
+    # the basis says it, once
+    assert "dropped, 100 % after 60 ms" in early.predict().basis
+    assert "dropped" not in plain.predict().basis
+    assert early.predict().basis.count("hidden by the end of turn") == 1
 
 
 def test_cpu_bound_engine_stops_where_the_cores_run_out() -> None:

@@ -325,6 +325,12 @@ class EngineModel:
     def _result(self, n: int) -> EnginePrediction:
         saturated = self.cpu_cores(n + 1) > self.cores or not math.isfinite(self.stretch(n + 1))
         p = self.v2v_p95_ms(n) if n else math.inf
+        drops = (
+            f"; the speculative ones dropped, {100 * self.cancelled:.0f} % after "
+            f"{self.cancel_ms.p50:.0f} ms, the rest once decoded: skipped when still waiting"
+            if self.drops
+            else ""
+        )
         return EnginePrediction(
             max_calls=n,
             limit="cpu" if saturated else "latency",
@@ -336,16 +342,8 @@ class EngineModel:
                 f"{self.callers.at_1:.1f} x N^-{self.callers.alpha:.2f} CPU ms per call-second; "
                 f"Whisper {self.work_per_turn_s * 1000:.0f} ms per turn every "
                 f"{self.cycle_s:.1f} s, one decode at a time ({1 + self.extras:.2f} per turn"
-                + (
-                    f"; the speculative ones dropped, {100 * self.cancelled:.0f} % after "
-                    f"{self.cancel_ms.p50:.0f} ms, the rest once decoded: skipped when still "
-                    "waiting), "
-                    if self.drops
-                    else "), "
-                )
-                + f"{self.slack_ms.p50:.0f} ms of wait hidden by the end of turn (p50); "
-                f"{self.slack_ms.p50:.0f} ms of wait hidden by the end of turn (p50); "
-                f"v2v p95 <= {self.limit_ms:.0f} ms"
+                f"{drops}), {self.slack_ms.p50:.0f} ms of wait hidden by the end of turn "
+                f"(p50); v2v p95 <= {self.limit_ms:.0f} ms"
             ),
         )
 
