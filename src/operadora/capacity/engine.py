@@ -52,7 +52,7 @@ class LightLoad:
     decode_p95_ms: float
     v2v_p50_ms: float
     v2v_p95_ms: float
-    # optional (older benchmarks did not print them; their absence keeps the older model):
+    # optional (older benchmarks did not print them; absent: nothing hidden, nothing dropped):
     others_cores: float = 0.0  # what other processes on the machine took during the step
     slack_ms: Spread = NO_SPREAD  # per turn: how long the answer's decode was done early
     # share of the extra (unanswering) decodes the session dropped before they were done (the
