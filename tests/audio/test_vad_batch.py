@@ -105,3 +105,31 @@ def test_shared_streams_share_one_model_and_keep_their_own_state() -> None:
         assert first.speech_probability(window) == pytest.approx(
             reference.speech_probability(window), abs=1e-4
         )
+
+
+@pytest.mark.parametrize("threaded", [True, False], ids=["worker-thread", "on-the-loop"])
+async def test_a_failing_callback_or_batch_loses_only_its_own_results(
+    threaded: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    batch = SileroBatch(8000)
+    runner = SileroBatchRunner(batch, wait_s=0.001, threaded=threaded)
+    window = np.zeros(256, np.float32)
+    got: list[float] = []
+
+    def broken(probability: float) -> None:
+        raise RuntimeError("a call's handler broke")
+
+    streams = [batch.stream() for _ in range(3)]
+    runner.submit(streams[0], window, broken)
+    runner.submit(streams[1], window, got.append)
+    runner.submit(streams[2], window, got.append)
+    await asyncio.sleep(0.05)
+    assert len(got) == 2  # the other calls still got theirs
+    assert "VAD result callback failed" in caplog.text
+    # a window the model refuses fails its batch with one log line; the runner goes on
+    runner.submit(streams[0], np.zeros(100, np.float32), got.append)
+    await asyncio.sleep(0.05)
+    assert "VAD batch of 1 windows failed" in caplog.text
+    runner.submit(streams[1], window, got.append)
+    await runner.close()
+    assert len(got) == 3

