@@ -16,8 +16,6 @@ import time
 from dataclasses import asdict
 from multiprocessing.connection import Connection
 
-import numpy as np
-
 from media_load import raise_priority
 from operadora.audio.framing import Reframer
 from operadora.audio.resample import StreamResampler
@@ -70,29 +68,21 @@ class Frontend:
 
     async def handle(self, session: MediaSession) -> None:
         to_stt: StreamResampler | None = None
-        vad_input: StreamResampler | None = None
         reframer = Reframer(self.vad_rate * 32 // 1000)
         runner = self.runner()
         stream = self.batch.stream() if self.batch is not None else None
         single = SileroVad(self.vad_rate) if self.vad == "silero" else None
         result = self._result
-        stt_rate = STT_RATE
 
         def on_item(item: InboundItem) -> None:
-            nonlocal to_stt, vad_input
+            nonlocal to_stt
             if type(item) is not AudioIn:
                 return
             if to_stt is None:
-                to_stt = StreamResampler(item.sample_rate, stt_rate)
-                if self.vad_rate not in (item.sample_rate, stt_rate):
-                    vad_input = StreamResampler(item.sample_rate, self.vad_rate)
+                to_stt = StreamResampler(item.sample_rate, STT_RATE)
             wide = to_stt.process_array(item.pcm)  # what STT would be fed
-            if self.vad_rate == stt_rate:
-                vad_audio = wide
-            elif vad_input is not None:
-                vad_audio = vad_input.process_array(item.pcm)
-            else:  # the VAD runs at the line's own rate, as the voice session does
-                vad_audio = np.frombuffer(item.pcm, np.int16)
+            # the VAD at the line's own rate (as the voice session runs it), or at STT's
+            vad_audio = item.pcm if self.vad_rate == item.sample_rate else wide
             for window in reframer.push(vad_audio):
                 if runner is not None and stream is not None:
                     runner.submit(stream, window, result)

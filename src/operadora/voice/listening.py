@@ -38,10 +38,6 @@ class VadWindows:
         self._window = np.zeros(vad.window_samples, dtype=np.float32)
         self._fill = 0
 
-    @property
-    def vad(self) -> VoiceActivity:
-        return self._vad
-
     def feed(self, audio: Float32Audio, received_at: float) -> Iterator[tuple[float, float, float]]:
         """Yields (speech probability, window start, window end) for every window completed."""
         for window, start, end in self.windows(audio, received_at, copy=False):
