@@ -107,6 +107,8 @@ def run_step(calls: int, args: argparse.Namespace, audio: bytes) -> Step:
                 args.priority,
                 args.vad_rate,
                 args.vad_thread,
+                args.vad_windows,
+                args.stt_chunk_ms,
             ),
             daemon=True,
         )
@@ -245,7 +247,20 @@ def main() -> None:
     parser.add_argument(
         "--vad-thread",
         action="store_true",
-        help="score the VAD batches on a worker thread (default: on the event loop)",
+        help="score the VAD batches on a worker thread (default: on the event loop); implies "
+        "--vad-windows",
+    )
+    parser.add_argument(
+        "--vad-windows",
+        action="store_true",
+        help="cut each call's float32 VAD windows per call and queue them (SileroBatchRunner; "
+        "default: the calls' slin bytes go to PcmVadRunner, which cuts all windows at once)",
+    )
+    parser.add_argument(
+        "--stt-chunk-ms",
+        type=int,
+        default=100,
+        help="resample the audio for STT in chunks this long (20: every frame)",
     )
     parser.add_argument("--no-uvloop", action="store_true")
     parser.add_argument(
@@ -276,7 +291,9 @@ def main() -> None:
     args.seconds = args.seconds or (5.0 if args.quick else 20.0)
     print(
         f"bench-media: vad={args.vad}@{args.vad_rate}"
-        f"{' (worker thread)' if args.vad_thread else ' (on the loop)'} workers={args.workers} "
+        f"{' (worker thread)' if args.vad_thread else ' (on the loop)'}"
+        f"{' windows' if args.vad_windows or args.vad_thread else ' pcm'} "
+        f"stt-chunk={args.stt_chunk_ms}ms workers={args.workers} "
         f"uvloop={not args.no_uvloop} phases={'aligned' if args.aligned else 'spread'} "
         f"generators={args.generators} priority={args.priority} cores={os.cpu_count()} "
         f"load={os.getloadavg()[0]:.2f} quick={args.quick}",

@@ -1,9 +1,10 @@
 """The benchmark's server side: the media server running a call's full front end.
 
-Per call: decode slin, resample to 16 kHz (what STT is fed), Silero VAD on every 32 ms
-window (at the line's 8 kHz by default, as the voice session runs it), and paced playback of
-an echo of the caller (in place of STT/agent/TTS). Runs in its own process; the orchestrator
-reads this process's own CPU time (``time.process_time()``) over the window it measures.
+Per call: decode slin, resample all of it to 16 kHz (what STT is fed, in ``stt_chunk_ms``
+chunks), Silero VAD on every 32 ms window (at the line's 8 kHz by default, as the voice
+session runs it), and paced playback of an echo of the caller (in place of STT/agent/TTS).
+Runs in its own process; the orchestrator reads this process's own CPU time
+(``time.process_time()``) over the window it measures.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from operadora.audio.framing import Reframer
 from operadora.audio.resample import StreamResampler
 from operadora.audio.vad import SileroVad
 from operadora.audio.vad_batch import SileroBatch, SileroBatchRunner
+from operadora.audio.vad_pcm import PcmVadRunner
 from operadora.audiosocket.server import start_media_server
 from operadora.audiosocket.session import AudioSocketSession
 from operadora.audiosocket.workers import new_event_loop
@@ -32,12 +34,15 @@ STT_RATE = 16000  # every call's audio is resampled to this, as STT is fed
 VAD_RATE = 8000  # the line's own rate: the voice session runs Silero at 8 kHz on 8 kHz calls
 BATCH_MAX = 256
 BATCH_WAIT_S = 0.010  # the VAD answers at most 10 ms later than a per-call model would
+STT_CHUNK_MS = 100  # audio is resampled for STT in chunks this long (20: every frame)
 
 
 class Frontend:
     """What every call runs; ``vad`` is ``batch`` (one shared model, scored in batches on the
-    loop, or on a worker thread with ``vad_threaded``), ``silero`` (a detector per call, on the
-    loop) or ``none``."""
+    loop), ``silero`` (a detector per call, on the loop) or ``none``. A batched VAD is fed the
+    calls' slin bytes (:class:`PcmVadRunner`, which cuts and converts the windows of all calls
+    at once), or with ``vad_windows`` float32 windows cut per call by a :class:`Reframer`
+    (:class:`SileroBatchRunner`, on a worker thread with ``vad_threaded``)."""
 
     def __init__(
         self,
@@ -45,13 +50,18 @@ class Frontend:
         vad_rate: int = VAD_RATE,
         receiver: bool = True,
         vad_threaded: bool = False,
+        vad_windows: bool = False,
+        stt_chunk_ms: int = STT_CHUNK_MS,
     ) -> None:
         self.vad = vad
         self.vad_threaded = vad_threaded
+        self.vad_windows = vad_windows or vad_threaded
         self.receiver = receiver
         self.vad_rate = vad_rate
+        self.stt_chunk_ms = stt_chunk_ms
         self.batch = SileroBatch(vad_rate) if vad == "batch" else None
         self._runner: SileroBatchRunner | None = None
+        self._pcm_runner: PcmVadRunner | None = None
         self.windows = 0
         self.speech_windows = 0
 
@@ -59,45 +69,81 @@ class Frontend:
         self.windows += 1
         self.speech_windows += probability > 0.5
 
+    def _window_result(self, index: int, probability: float) -> None:
+        self.windows += 1
+        self.speech_windows += probability > 0.5
+
     def runner(self) -> SileroBatchRunner | None:
-        if self.batch is not None and self._runner is None:
+        if self.batch is not None and self.vad_windows and self._runner is None:
             self._runner = SileroBatchRunner(
                 self.batch, BATCH_WAIT_S, BATCH_MAX, threaded=self.vad_threaded
             )
         return self._runner
 
+    def pcm_runner(self) -> PcmVadRunner | None:
+        if self.batch is not None and not self.vad_windows and self._pcm_runner is None:
+            self._pcm_runner = PcmVadRunner(self.batch, BATCH_WAIT_S, BATCH_MAX)
+        return self._pcm_runner
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.close()
+        if self._pcm_runner is not None:
+            await self._pcm_runner.close()
+
     async def handle(self, session: MediaSession) -> None:
         to_stt: StreamResampler | None = None
+        stt_pending = bytearray()
+        stt_chunk_bytes = 0
         reframer = Reframer(self.vad_rate * 32 // 1000)
         runner = self.runner()
+        pcm_runner = self.pcm_runner()
         stream = self.batch.stream() if self.batch is not None else None
+        pcm_stream = pcm_runner.stream(self._window_result) if pcm_runner is not None else None
         single = SileroVad(self.vad_rate) if self.vad == "silero" else None
         result = self._result
 
         def on_item(item: InboundItem) -> None:
-            nonlocal to_stt
+            nonlocal to_stt, stt_chunk_bytes
             if type(item) is not AudioIn:
                 return
+            pcm = item.pcm
             if to_stt is None:
                 to_stt = StreamResampler(item.sample_rate, STT_RATE)
-            wide = to_stt.process_array(item.pcm)  # what STT would be fed
-            # the VAD at the line's own rate (as the voice session runs it), or at STT's
-            vad_audio = item.pcm if self.vad_rate == item.sample_rate else wide
-            for window in reframer.push(vad_audio):
-                if runner is not None and stream is not None:
-                    runner.submit(stream, window, result)
-                elif single is not None:
-                    result(single.speech_probability(window))
-            session.play(item.pcm, item.sample_rate)  # the echo, paced like agent audio
+                stt_chunk_bytes = item.sample_rate * self.stt_chunk_ms // 1000 * 2
+            stt_pending.extend(pcm)
+            wide = None
+            if len(stt_pending) >= stt_chunk_bytes:
+                wide = to_stt.process_array(bytes(stt_pending))  # what STT would be fed
+                stt_pending.clear()
+            if pcm_runner is not None and pcm_stream is not None:
+                if self.vad_rate == item.sample_rate:
+                    pcm_runner.feed(pcm_stream, pcm)  # the VAD at the line's own rate
+                elif wide is not None:
+                    pcm_runner.feed(pcm_stream, wide.tobytes())  # or at STT's
+            else:
+                # the VAD at the line's own rate (as the voice session runs it), or at STT's
+                vad_audio = pcm if self.vad_rate == item.sample_rate else wide
+                if vad_audio is not None:
+                    for window in reframer.push(vad_audio):
+                        if runner is not None and stream is not None:
+                            runner.submit(stream, window, result)
+                        elif single is not None:
+                            result(single.speech_probability(window))
+            session.play(pcm, item.sample_rate)  # the echo, paced like agent audio
 
-        if isinstance(session, AudioSocketSession) and self.receiver:
-            # frames are handled as they are read (no inbox, no task switch per frame)
-            session.set_receiver(on_item)
-            async for _ in session.inbound():
-                pass
-        else:
-            async for item in session.inbound():
-                on_item(item)
+        try:
+            if isinstance(session, AudioSocketSession) and self.receiver:
+                # frames are handled as they are read (no inbox, no task switch per frame)
+                session.set_receiver(on_item)
+                async for _ in session.inbound():
+                    pass
+            else:
+                async for item in session.inbound():
+                    on_item(item)
+        finally:
+            if pcm_runner is not None and pcm_stream is not None:
+                pcm_runner.close_stream(pcm_stream)
 
 
 def server_main(
@@ -109,6 +155,8 @@ def server_main(
     priority: int,
     vad_rate: int = VAD_RATE,
     vad_threaded: bool = False,
+    vad_windows: bool = False,
+    stt_chunk_ms: int = STT_CHUNK_MS,
 ) -> None:
     raise_priority(priority)
     # peers that vanish when a load step ends would log one warning each
@@ -119,7 +167,14 @@ def server_main(
     if profiler is not None:
         profiler.enable()
     try:
-        loop.run_until_complete(_serve(conn, port, vad, reuse_port, vad_rate, vad_threaded))
+        frontend = Frontend(
+            vad,
+            vad_rate,
+            vad_threaded=vad_threaded,
+            vad_windows=vad_windows,
+            stt_chunk_ms=stt_chunk_ms,
+        )
+        loop.run_until_complete(_serve(conn, port, frontend, reuse_port))
     finally:
         loop.close()
         if profiler is not None and profile_to:
@@ -127,10 +182,7 @@ def server_main(
             profiler.dump_stats(f"{profile_to}.{os.getpid()}")
 
 
-async def _serve(
-    conn: Connection, port: int, vad: str, reuse_port: bool, vad_rate: int, vad_threaded: bool
-) -> None:
-    frontend = Frontend(vad, vad_rate, vad_threaded=vad_threaded)
+async def _serve(conn: Connection, port: int, frontend: Frontend, reuse_port: bool) -> None:
     settings = MediaSettings(port=port, keepalive_after_s=0.5)
     server = await start_media_server(settings, frontend.handle, reuse_port=reuse_port)
     freeze_heap()  # as the media server and the voice engines do once started
@@ -159,6 +211,5 @@ async def _serve(
     await done
     loop.remove_reader(conn.fileno())
     await server.close()
-    if frontend._runner is not None:
-        await frontend._runner.close()
+    await frontend.close()
     conn.send("stopped")

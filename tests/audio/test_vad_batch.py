@@ -1,33 +1,19 @@
 from __future__ import annotations
 
 import asyncio
-import wave
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from operadora.audio.resample import resample
 from operadora.audio.vad import SileroVad
 from operadora.audio.vad_batch import SileroBatch, SileroBatchRunner, shared_silero_stream
-from support import require
+from support import recorded_prompt
 
 pytestmark = pytest.mark.unit
 
-PROMPTS = [
-    Path("/usr/share/asterisk/sounds/en/demo-congrats.wav"),
-    Path("/usr/share/asterisk/sounds/en_US_f_Allison/demo-congrats.wav"),
-]
-
 
 def prompt(rate: int) -> np.ndarray:
-    for path in PROMPTS:
-        if path.is_file():
-            with wave.open(str(path)) as wav:
-                pcm = resample(wav.readframes(wav.getnframes()), wav.getframerate(), rate)
-                return np.frombuffer(pcm, "<i2").astype(np.float32) / 32768
-    require(False, "Asterisk's recorded prompts (Debian asterisk-core-sounds-en-wav)")
-    raise AssertionError("unreachable")
+    return recorded_prompt(rate)
 
 
 @pytest.mark.parametrize("rate", [8000, 16000])

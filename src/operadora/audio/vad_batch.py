@@ -17,7 +17,6 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +25,7 @@ import numpy.typing as npt
 
 from operadora.audio.framing import vad_window_samples
 from operadora.audio.silero_numpy import SileroNumpy
+from operadora.runtime import one_blas_thread
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +34,6 @@ Backend = Literal["numpy", "onnxruntime"]
 # the numpy backend scores at most this many windows per matrix product (measured: larger
 # batches fall out of cache and cost more per window)
 NUMPY_CHUNK = 128
-
-
-def _single_thread_blas() -> Callable[[], AbstractContextManager[object]]:
-    """numpy's BLAS would split these small products over all cores and spin: on 2 cores the
-    batched VAD cost twice the CPU for the same windows. ~7 µs per batch to limit it."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:  # pragma: no cover - depends on the installed packages
-        return nullcontext
-    controller = ThreadpoolController()
-    return lambda: controller.limit(limits=1, user_api="blas")
 
 
 def silero_model_path() -> Path:
@@ -71,7 +60,7 @@ class SileroBatch:
         self._numpy: SileroNumpy | None = None
         if backend == "numpy":
             self._numpy = SileroNumpy(path, sample_rate)
-            self._blas_limit = _single_thread_blas()
+            self._blas_limit = one_blas_thread()
         elif backend == "onnxruntime":
             try:
                 import onnxruntime  # type: ignore[import-untyped]
@@ -139,7 +128,7 @@ class SileroBatch:
             )
             return probs[:, 0].astype(np.float32, copy=False), new_state
         count = len(inputs)
-        with self._blas_limit():
+        with self._blas_limit:
             if count <= NUMPY_CHUNK:
                 return model.run(inputs, state)
             parts = [
@@ -163,6 +152,11 @@ class SileroBatchStream:
         self.window_samples = batch.window_samples
         self.state = np.zeros((2, 128), dtype=np.float32)
         self.context = np.zeros(batch.context_samples, dtype=np.float32)
+
+    @property
+    def batch(self) -> SileroBatch:
+        """The shared model this stream is scored on."""
+        return self._batch
 
     def speech_probability(self, window: Window) -> float:
         return float(self._batch.score([(self, window)])[0])
@@ -318,19 +312,3 @@ class SileroBatchRunner:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
-
-
-_RUNNERS: dict[int, tuple[asyncio.AbstractEventLoop, SileroBatchRunner]] = {}
-
-
-def shared_runner(stream: SileroBatchStream, wait_s: float) -> SileroBatchRunner:
-    """The runner that scores the windows of every call of ``stream``'s model on the running
-    loop, batched over ``wait_s`` (one per model and loop, made on first use)."""
-    loop = asyncio.get_running_loop()
-    batch = stream._batch
-    held = _RUNNERS.get(id(batch))
-    if held is not None and held[0] is loop and held[1].wait_s == wait_s:
-        return held[1]
-    runner = SileroBatchRunner(batch, wait_s, threaded=False)
-    _RUNNERS[id(batch)] = (loop, runner)
-    return runner

@@ -4,11 +4,12 @@ the utterance buffer that keeps a little audio from before speech was detected."
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 import numpy as np
 
+from operadora.audio.vad_pcm import PcmVadRunner
 from operadora.voice.engines import Float32Audio
 from operadora.voice.pcm import resample
 
@@ -61,6 +62,43 @@ class VadWindows:
                 self._fill = 0
                 end = received_at - (n - pos) / self.rate
                 yield (window.copy() if copy else window), end - span, end
+
+
+class BatchedVad:
+    """A call's Silero VAD through the process's shared :class:`PcmVadRunner`: slin in,
+    ``on_window(start, end, probability)`` out, each window stamped as :class:`VadWindows`
+    stamps it (the arrival time of the chunk that completed it, less the samples of that
+    chunk that came after it), a few ms later, when its batch has run."""
+
+    def __init__(self, runner: PcmVadRunner, on_window: Callable[[float, float, float], None]):
+        self._runner = runner
+        self._stream = runner.stream(self._on_result)
+        self.rate = runner.sample_rate
+        self._window = runner.window_samples
+        self._span = self._window / self.rate
+        self._fed = 0  # samples fed so far
+        self._stamps: deque[tuple[int, float]] = deque()  # (samples fed after a chunk, its time)
+        self._on_window = on_window
+
+    def feed(self, pcm: bytes, received_at: float) -> None:
+        if not pcm:
+            return
+        self._fed += len(pcm) // 2
+        self._stamps.append((self._fed, received_at))
+        self._runner.feed(self._stream, pcm)
+
+    def _on_result(self, index: int, probability: float) -> None:
+        last = (index + 1) * self._window  # the window's end, in samples fed
+        stamps = self._stamps
+        while stamps[0][0] < last:  # the chunk that completed it is still here
+            stamps.popleft()
+        fed, at = stamps[0]
+        end = at - (fed - last) / self.rate
+        self._on_window(end - self._span, end, probability)
+
+    def close(self) -> None:
+        """The call ended: its pending audio is dropped and no more windows come back."""
+        self._runner.close_stream(self._stream)
 
 
 class UtteranceBuffer:

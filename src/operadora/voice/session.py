@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from operadora.audio.vad_batch import SileroBatchRunner, SileroBatchStream, shared_runner
+from operadora.audio.vad_batch import SileroBatchStream
+from operadora.audio.vad_pcm import shared_pcm_runner
 from operadora.config import VoiceSettings
 from operadora.events import (
     ActionRequestedEvent,
@@ -43,8 +43,8 @@ from operadora.voice.frames import (
     SpeechStoppedFrame,
     UserTurnFrame,
 )
-from operadora.voice.listening import UtteranceBuffer, VadWindows, VoiceActivity
-from operadora.voice.pcm import resample, to_float32
+from operadora.voice.listening import BatchedVad, UtteranceBuffer, VadWindows, VoiceActivity
+from operadora.voice.pcm import resample, to_float32, to_pcm16
 from operadora.voice.reply import Reply
 from operadora.voice.speaker import Speaker
 from operadora.voice.turns import Signal, TurnDetector, TurnSignal, TurnState
@@ -107,8 +107,8 @@ class VoiceAgentSession:
         self._conversation = engines.agent.conversation(call_id, self.caller)
         self._rate = 0  # learnt from the first caller frame (the media may not know it before)
         self._windows: VadWindows | None = None
-        # with Silero: the shared runner that scores this call's windows and the call's stream
-        self._vad_batching: tuple[SileroBatchRunner, SileroBatchStream] | None = None
+        # with Silero: this call's audio scored with every other call's by the shared runner
+        self._batched_vad: BatchedVad | None = None
         self._utterance = UtteranceBuffer(STT_RATE, PREROLL_S)
         self._timer: asyncio.TimerHandle | None = None
         self._watchdog: asyncio.TimerHandle | None = None
@@ -137,6 +137,8 @@ class VoiceAgentSession:
                 self._reply.interrupt()
                 self._finalise(self._reply, interrupted=True)  # the call ended mid-reply
             self._ended = True
+            if self._batched_vad is not None:
+                self._batched_vad.close()
             for task in (self._reply_task, self._speculative, *self._stt_tasks, *self._turn_stt):
                 if task is not None:
                     task.cancel()
@@ -181,7 +183,8 @@ class VoiceAgentSession:
         wait_ms = self._settings.vad.batch_wait_ms
         if wait_ms > 0 and isinstance(vad, SileroBatchStream):
             # this call's windows are scored with every other call's, a few ms later
-            self._vad_batching = (shared_runner(vad, wait_ms / 1000.0), vad)
+            runner = shared_pcm_runner(vad.batch, wait_ms / 1000.0)
+            self._batched_vad = BatchedVad(runner, self._on_window)
         self._utterance = UtteranceBuffer(sample_rate, PREROLL_S)
         return self._windows
 
@@ -195,12 +198,14 @@ class VoiceAgentSession:
         if self._settings.fast_barge_in and self._speaker.active and not self._speaker.paused:
             self._fast_pause(audio, item.received_at)
         self._turns.agent_speaking = self._speaker.active
-        vad_audio = resample(audio, self._rate, windows.rate)
-        if self._vad_batching is not None:
-            runner, stream = self._vad_batching
-            for window, start, end in windows.windows(vad_audio, item.received_at):
-                runner.submit(stream, window, functools.partial(self._on_window, start, end))
+        if self._batched_vad is not None:
+            if item.sample_rate == windows.rate:
+                self._batched_vad.feed(item.pcm, item.received_at)  # the line's own slin
+            else:
+                vad_pcm = to_pcm16(resample(audio, self._rate, windows.rate))
+                self._batched_vad.feed(vad_pcm, item.received_at)
             return
+        vad_audio = resample(audio, self._rate, windows.rate)
         for probability, start, end in windows.feed(vad_audio, item.received_at):
             self._on_window(start, end, probability)
 

