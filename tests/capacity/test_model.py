@@ -69,6 +69,11 @@ def test_an_h200_takes_its_measured_whisper_figure_and_the_table_for_the_rest() 
     assert (by_name["tts_gpu"].max_calls, by_name["llm_gpu"].max_calls) == (60 + 40, 30 + 15)
     only = plan(machine(cores=32, ram_gb=128, gpus=gpus[:1], llm="local"))
     assert next(c for c in only.components if c.name == "stt_gpu").source == "measured"
+    h100 = plan(
+        machine(cores=32, ram_gb=128, gpus=[Gpu(name="NVIDIA H100 80GB HBM3", memory_gb=79.6)])
+    )
+    stt = next(c for c in h100.components if c.name == "stt_gpu")
+    assert (stt.max_calls, stt.source) == (90, "measured") and "measured on H100" in stt.basis
 
 
 def test_local_llm_without_gpu_is_zero_and_says_why() -> None:

@@ -39,9 +39,10 @@ GPUS: dict[str, GpuCapacity] = {
 
 # Whisper large-v3 calls one GPU carries, measured on the card (bench/bench_gpu_stt.py,
 # docs/gpu.md): callers speaking half the time, p95 <= 300 ms from the end of an utterance to
-# its transcript, fp16 with a CUDA-graph decoder, STT alone on the GPU (103 measured, rounded
-# down). Replaces the table's STT figure for that card; TTS and LLM stay the table's.
-MEASURED_STT: dict[str, int] = {"H200": 100}
+# its transcript, fp16 with a CUDA-graph decoder, STT alone on the GPU (H200: 103 measured,
+# H100 80 GB: 94; rounded down). Replaces the table's STT figure for that card; TTS and LLM
+# stay the table's.
+MEASURED_STT: dict[str, int] = {"H200": 100, "H100": 90}
 
 
 # Memory of cards outside the design's table, for planning with ``--gpu NAME`` alone.
