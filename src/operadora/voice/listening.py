@@ -41,14 +41,6 @@ class VadWindows:
 
     def feed(self, audio: Float32Audio, received_at: float) -> Iterator[tuple[float, float, float]]:
         """Yields (speech probability, window start, window end) for every window completed."""
-        for window, start, end in self.windows(audio, received_at, copy=False):
-            yield self._vad.speech_probability(window), start, end
-
-    def windows(
-        self, audio: Float32Audio, received_at: float, *, copy: bool = True
-    ) -> Iterator[tuple[Float32Audio, float, float]]:
-        """Yields (window, start, end) for every window completed, to be scored later (a copy
-        each, unless ``copy`` is false: then the buffer is reused by the next window)."""
         window = self._window
         size = window.size
         span = size / self.rate
@@ -61,7 +53,7 @@ class VadWindows:
             if self._fill == size:
                 self._fill = 0
                 end = received_at - (n - pos) / self.rate
-                yield (window.copy() if copy else window), end - span, end
+                yield self._vad.speech_probability(window), end - span, end
 
 
 class BatchedVad:
