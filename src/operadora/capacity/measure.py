@@ -29,9 +29,6 @@ _WORKERS = re.compile(r"\bworkers=(\d+)")
 QUICK_ENV = {"OPERADORA_BENCH_QUICK": "1"}
 # start the media load small: on a small or busy machine pacing may break before 50 calls
 MEDIA_ARGS = ("--start", "10")
-# the whole engine's search steps as long as a full run's: in 20 s steps (~60 turns) a p95
-# near the bound moved by +-100 ms between neighbouring N, and the check's maximum with it
-ENGINE_ARGS = ("--window", "30")
 
 
 def parse_key_values(text: str) -> dict[str, str]:
@@ -280,9 +277,7 @@ async def measure(bench_dir: Path, timeout_s: float = 600.0) -> Measured:
     )
     if problem:
         notes.append(problem)
-    engine, _, problem = await run_benchmark(
-        bench_dir / "bench_capacity.py", timeout_s, ENGINE_ARGS
-    )
+    engine, _, problem = await run_benchmark(bench_dir / "bench_capacity.py", timeout_s)
     if problem:
         notes.append(problem)
     return to_measured(media, engine, notes, media_text)
