@@ -70,8 +70,7 @@ class Frontend:
         self.speech_windows += probability > 0.5
 
     def _window_result(self, index: int, probability: float) -> None:
-        self.windows += 1
-        self.speech_windows += probability > 0.5
+        self._result(probability)
 
     def runner(self) -> SileroBatchRunner | None:
         if self.batch is not None and self.vad_windows and self._runner is None:

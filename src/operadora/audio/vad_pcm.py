@@ -47,7 +47,7 @@ class PcmVadStream:
 
     @property
     def pending_bytes(self) -> int:
-        """Bytes fed and not yet scored (the context not counted)."""
+        """Bytes held: the next window's context, then the audio not yet scored."""
         return len(self._pcm)
 
 

@@ -9,6 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
+from operadora.audio.pcm import SAMPLE_BYTES
 from operadora.audio.vad_pcm import PcmVadRunner
 from operadora.voice.engines import Float32Audio
 from operadora.voice.pcm import resample
@@ -75,7 +76,7 @@ class BatchedVad:
     def feed(self, pcm: bytes, received_at: float) -> None:
         if not pcm:
             return
-        self._fed += len(pcm) // 2
+        self._fed += len(pcm) // SAMPLE_BYTES
         self._stamps.append((self._fed, received_at))
         self._runner.feed(self._stream, pcm)
 
