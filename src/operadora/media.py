@@ -13,9 +13,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AudioIn:
-    """20 ms (usually) of caller audio, slin16 little-endian at ``sample_rate``."""
+    """20 ms (usually) of caller audio, slin16 little-endian at ``sample_rate``.
+
+    Not frozen, unlike the other items: one is made for every inbound frame of every call,
+    and a frozen dataclass's ``__init__`` (``object.__setattr__`` per field) costs ~3x as
+    much. Treat it as immutable all the same.
+    """
 
     pcm: bytes
     sample_rate: int

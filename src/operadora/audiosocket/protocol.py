@@ -73,9 +73,13 @@ class DtmfFrame:
     digit: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AudioFrame:
-    """slin audio at ``sample_rate`` (kind 0x10 for 8 kHz ... 0x18 for 192 kHz)."""
+    """slin audio at ``sample_rate`` (kind 0x10 for 8 kHz ... 0x18 for 192 kHz).
+
+    Not frozen, unlike the other frames: one is parsed for every 20 ms of every call, and a
+    frozen dataclass's ``__init__`` costs ~3x as much. Treat it as immutable all the same.
+    """
 
     pcm: bytes
     sample_rate: int
