@@ -26,8 +26,9 @@ SUB_SLOTS = 20  # 1 ms phases for peers that start at different moments
 WIRE_FRAME = 3 + FRAME_BYTES
 
 
-def grid_errors(times: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """Each arrival's distance from the connection's 20 ms grid, frames missing, bursts.
+def grid_errors(times: np.ndarray) -> tuple[np.ndarray, int, int, np.ndarray]:
+    """Each arrival's distance from the connection's 20 ms grid, frames missing, bursts, and
+    when the late frames (the second frame of a slot) arrived.
 
     The grid's phase is the circular mean of the arrival phases (robust to a late first
     frame); a frame's error is how far it lands from its slot on that grid, so it is measured
@@ -41,7 +42,8 @@ def grid_errors(times: np.ndarray) -> tuple[np.ndarray, int, int]:
     error = np.abs(offsets - np.median(offsets))
     expected = int(slots[-1] - slots[0]) + 1
     filled = np.unique(slots).size
-    return error, max(0, expected - filled), times.size - filled
+    late_at = times[1:][slots[1:] == slots[:-1]]
+    return error, max(0, expected - filled), times.size - filled, late_at
 
 
 class Peer(asyncio.Protocol):
@@ -163,6 +165,7 @@ async def _run(
     errors: list[np.ndarray] = []
     missing = 0
     bursts = 0
+    late_at: list[np.ndarray] = []
     closed = 0
     for peer in peers:
         closed += peer.closed
@@ -170,8 +173,9 @@ async def _run(
         if times.size < 2:
             missing += int((stop_at - start_at) / FRAME_S)
             continue
-        error, lost, burst = grid_errors(times)
+        error, lost, burst, late = grid_errors(times)
         errors.append(error)
+        late_at.append(late)
         missing += lost
         bursts += burst
     for peer in peers:
@@ -186,24 +190,31 @@ async def _run(
         "missing": missing,
         "bursts": bursts,
         "errors": np.concatenate(errors) if errors else np.zeros(0),
+        "late_at": np.concatenate(late_at) if late_at else np.zeros(0),
     }
 
 
+CONTROL_TICK_S = 0.005
+
+
 def timer_floor_main(conn: Connection, priority: int) -> None:
-    """Control: how late a bare 20 ms timer wakes on this machine while the benchmark runs."""
+    """Control: how late a bare timer (every 5 ms, in a process that does nothing else) wakes
+    on this machine while the benchmark runs; sends ``(deadlines, lateness)``."""
     raise_priority(priority)
     start_at, stop_at = conn.recv()
+    deadlines: list[float] = []
     lateness: list[float] = []
     tick = 0
     while True:
         # the next deadline on the grid that has not passed yet (a late start catches up once)
-        tick = max(tick, int((time.monotonic() - start_at) / FRAME_S) + 1)
-        deadline = start_at + tick * FRAME_S
+        tick = max(tick, int((time.monotonic() - start_at) / CONTROL_TICK_S) + 1)
+        deadline = start_at + tick * CONTROL_TICK_S
         if deadline >= stop_at:
             break
         delay = deadline - time.monotonic()
         if delay > 0:
             time.sleep(delay)
+        deadlines.append(deadline)
         lateness.append(time.monotonic() - deadline)
         tick += 1
-    conn.send(np.array(lateness))
+    conn.send((np.array(deadlines), np.array(lateness)))

@@ -1,0 +1,86 @@
+"""bench_media's verdict on a load step: late frames, and when a step is measured again."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_media
+        import media_load
+
+        yield bench_media, media_load
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_a_frame_held_past_half_a_period_is_late_and_leaves_its_slot_empty(bench) -> None:
+    _, media_load = bench
+    times = 100.0 + 0.02 * np.arange(50) + 0.002
+    times[20] += 0.013  # 13 ms late: it lands in the next frame's slot
+    error, missing, bursts, late_at = media_load.grid_errors(times)
+    assert (missing, bursts) == (1, 1)
+    assert late_at.tolist() == [times[21]]  # the second arrival in the doubled slot
+    assert error.size == 50
+    on_time = 100.0 + 0.02 * np.arange(50)
+    assert media_load.grid_errors(on_time)[1:3] == (0, 0)
+
+
+def step(bench, **changes):
+    bench_media, _ = bench
+    values = dict(
+        calls=100,
+        cpu_ms_per_call_second=2.0,
+        pacing_p99_ms=1.5,
+        pacing_max_ms=10.0,
+        server_p99_ms=1.0,
+        missing=4,
+        late=4,
+        server_lost=0,
+        server_skipped=0,
+        connected=100,
+        closed_by_server=0,
+        vad_windows_per_call_second=31.25,
+        timer_floor_p99_ms=0.5,
+        p99_limit_ms=5.0,
+        server_max_ms=10.1,
+        late_span_ms=2.0,
+        control_at_late_ms=9.0,
+    )
+    values.update(changes)
+    return bench_media.Step(**values)
+
+
+def test_a_stall_the_control_process_also_saw_is_measured_again(bench) -> None:
+    witnessed = step(bench)
+    assert not witnessed.ok and witnessed.stalled_outside
+    # the server wrote everything on time: the delay came after its writes
+    assert step(bench, control_at_late_ms=0.3, server_max_ms=3.0).stalled_outside
+    # a witnessed pause longer than a frame: the server skipped what it slept through
+    assert step(bench, server_lost=116, server_skipped=116, late_span_ms=8.0).stalled_outside
+
+
+def test_a_step_the_server_itself_broke_is_not_measured_again(bench) -> None:
+    # late frames spread over the window: the server falling behind, not one pause
+    assert not step(bench, late_span_ms=9000.0).stalled_outside
+    # one pause, but the control process ran on time: the server's own stall
+    assert not step(bench, control_at_late_ms=1.0).stalled_outside
+    # anything else wrong rules it out too
+    assert not step(bench, server_lost=3, server_skipped=0).stalled_outside  # dropped frames
+    assert not step(
+        bench, server_lost=3, server_skipped=3, control_at_late_ms=0.3, server_max_ms=3.0
+    ).stalled_outside  # skipped deadlines with no stall witnessed
+    assert not step(bench, pacing_p99_ms=6.0).stalled_outside
+    assert not step(bench, connected=99).stalled_outside
+    assert not step(bench, closed_by_server=1).stalled_outside
+    clean = step(bench, missing=0, late=0)
+    assert clean.ok and not clean.stalled_outside
