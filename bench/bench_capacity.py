@@ -10,14 +10,16 @@ talking): the CPU at the window's two ends, the turns whose utterance ended insi
 
 1. Light loads N=1 (a window twice as long), 4 and 8: the server's CPU (``/proc``, all its
    threads; Whisper's threads apart), the callers' CPU, Whisper's decodes and their times,
-   the turns' rhythm and voice-to-voice latency. ``operadora.capacity.engine`` predicts the
-   maximum from these alone (``predicted_max_calls``): cost curves that fall with N, and the
-   turns of N calls queueing for Whisper, one decode at a time.
+   the turns' rhythm and voice-to-voice latency; and, once at the engine's start, Whisper's
+   CPU per decode back to back and after idle gaps (``stt_spin``: its thread pool spins
+   after each decode). ``operadora.capacity.engine`` predicts the maximum from these alone
+   (``predicted_max_calls``): cost curves that fall with N, and the turns of N calls queueing
+   for Whisper, one decode at a time, each decode and each idle gap costing its CPU.
 2. N concurrent calls, searched from the prediction, until the service criterion breaks
    (voice-to-voice p95 on the wire over 1000 ms, or a turn without an answer within 10 s):
    ``measured_max_calls`` is the largest N that held. The prediction never sees it.
 
-Final lines: light_load_1, light_load_4, light_load_8, cpu_ms_per_call_second_at_1,
+Final lines: light_load_1, light_load_4, light_load_8, stt_spin, cpu_ms_per_call_second_at_1,
 cpu_ms_per_call_second, fixed_cpu_ms_per_second, caller_cpu_ms_per_call_second,
 caller_fixed_cpu_ms_per_second, cores, predicted_max_calls, prediction_limit,
 other_processes_cores_max, measured_max_calls, prediction_error_pct.
@@ -41,7 +43,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 from capacity_calls import run_calls
-from operadora.capacity.engine import LightLoad, predict
+from operadora.capacity.engine import LightLoad, SttSpin, parse_stt_spin, predict
 from operadora.capacity.ramp import (
     OTHERS_LIMIT_CORES,
     V2V_P95_LIMIT_MS,
@@ -78,7 +80,10 @@ def machine_busy_s() -> float:
     return (user + nice + system + irq + softirq + steal) / TICK
 
 
-def start_server(timeout_s: float = 180.0) -> tuple[subprocess.Popen[str], int]:
+def start_server(
+    timeout_s: float = 180.0,
+) -> tuple[subprocess.Popen[str], int, SttSpin | None]:
+    """The engine's process, its port, and Whisper's spin as it measured it at start."""
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "capacity_server.py")],
         stdin=subprocess.PIPE,
@@ -87,13 +92,16 @@ def start_server(timeout_s: float = 180.0) -> tuple[subprocess.Popen[str], int]:
     )
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout_s
+    spin = None
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
             break
         print(f"  server: {line.rstrip()}")
+        if line.startswith("stt_spin: "):
+            spin = parse_stt_spin(line[len("stt_spin: ") :])
         if line.startswith("port: "):
-            return proc, int(line.split()[1])
+            return proc, int(line.split()[1]), spin
     proc.kill()
     raise SystemExit("the capacity server did not start")
 
@@ -258,7 +266,7 @@ def main() -> None:
     budget_s = 360.0 if quick else 540.0  # the search stops here; what held so far is reported
 
     pool = [p for p in load_prompts() if 0.8 <= p.audio.size / p.rate <= 3.5][:POOL]
-    proc, port = start_server()
+    proc, port, spin = start_server()
     began = time.monotonic()
     steps: dict[int, Step] = {}
     others: list[float] = []  # other processes' cores, each step
@@ -285,7 +293,7 @@ def main() -> None:
             others.append(m.others_cores)
             light.append(m.light)
             callers.append(m.caller_ms)
-        prediction = predict(light, cores, cap=args.cap)
+        prediction = predict(light, cores, cap=args.cap, spin=spin)
         print(
             f"planner (operadora.capacity.engine): {prediction.max_calls} calls, limit "
             f"{prediction.limit}, simulated v2v p95 {prediction.v2v_p95_ms:.0f} ms, "
@@ -317,6 +325,8 @@ def main() -> None:
     measured = largest_held({k: s.ok for k, s in steps.items()})
     for load in light:
         print(load.line())
+    if spin is not None:
+        print(f"stt_spin: {spin.line()}")
     print(f"cpu_ms_per_call_second_at_1: {first.cpu_ms_per_call_s:.1f}")
     print(f"cpu_ms_per_call_second: {cost:.1f}")
     print(f"fixed_cpu_ms_per_second: {fixed:.1f}")

@@ -12,11 +12,19 @@ from operadora.capacity.engine import (
     CostCurve,
     EngineModel,
     LightLoad,
+    SttSpin,
     fit_cost,
     parse_light_load,
+    parse_stt_spin,
     predict,
 )
-from operadora.capacity.measure import engine_check, light_loads, parse_key_values, to_measured
+from operadora.capacity.measure import (
+    engine_check,
+    light_loads,
+    parse_key_values,
+    stt_spin,
+    to_measured,
+)
 from operadora.capacity.model import Machine, Measured, plan
 from operadora.capacity.records import Spread
 
@@ -264,3 +272,70 @@ def test_plan_gets_an_engine_component_with_asterisk_in_the_callers_place() -> N
     assert shared.max_calls is not None and 0 < shared.max_calls < alone.max_calls
     assert "telephony 40 CPU ms" in shared.basis  # Asterisk's 1/25 core per call
     assert not any(c.name == "engine" for c in plan(elsewhere, Measured()).components)
+
+
+SPIN = SttSpin(decode_ms=80.0, busy_cpu_ms=160.0, gap10_cpu_ms=172.0, gap100_cpu_ms=200.0)
+
+
+def test_stt_spin_line_round_trip_and_what_a_gap_costs() -> None:
+    assert parse_stt_spin(SPIN.line()) == SPIN
+    assert SPIN.spin_ms == 40.0
+    assert SPIN.spin_cores == pytest.approx(1.2)  # 12 ms of CPU in the first 10 ms
+    assert SPIN.after_gap_ms(0.0) == 0.0
+    assert SPIN.after_gap_ms(0.010) == pytest.approx(12.0)
+    assert SPIN.after_gap_ms(0.5) == 40.0  # it stops: a long gap costs the whole spin
+    # gap10 no dearer than back to back: the spin at least spreads over the 100 ms
+    flat = SttSpin(80.0, 160.0, 160.0, 180.0)
+    assert flat.spin_cores == pytest.approx(0.2)
+    for bad in ("", "decode 80 busy_cpu 160", "decode x busy_cpu 1 gap10_cpu 1 gap100_cpu 1"):
+        assert parse_stt_spin(bad) is None
+    assert parse_stt_spin("decode 80 busy_cpu 0 gap10_cpu 1 gap100_cpu 1") is None
+    assert parse_stt_spin("decode 80 busy_cpu 1 gap10_cpu -1 gap100_cpu 1") is None
+
+
+def spinning_loads(decode_cpu: float, spin: float, rest: float = 2.0) -> list[LightLoad]:
+    """Light loads whose Whisper threads cost ``decode_cpu`` per decode plus ``spin`` after it
+    (every light-load decode is followed by a long gap); the rest of the engine ``rest``."""
+    whisper = 0.2 * (decode_cpu + spin)  # 0.2 decodes per call-second
+    return [load(n, rest + whisper, whisper, 1.0, decode_ms=80.0, turns=0.2) for n in (1, 4, 8)]
+
+
+def test_whisper_cpu_follows_the_queue_not_the_light_loads_curve() -> None:
+    loads = spinning_loads(160.0, 40.0)
+    curve = EngineModel.from_light(loads, cores=4)
+    queued = EngineModel.from_light(loads, cores=4, spin=SPIN)
+    assert queued.decode_cpu_ms == pytest.approx(160.0)  # the light loads' 200 less the spin
+    # at one call every decode has a long gap after it: the light loads' own cost
+    assert queued.whisper_cores(1) * 1000 == pytest.approx(0.2 * 200.0, rel=0.05)
+    assert curve.whisper_cores(1) * 1000 == pytest.approx(0.2 * 200.0, rel=0.01)
+    # with Whisper near full the decodes run back to back: each costs 160, not 200
+    busy = 50  # 50 calls x 0.2 turns x 80 ms: Whisper 80 % busy
+    per_call = queued.whisper_cores(busy) * 1000 / busy
+    assert 0.2 * 160.0 <= per_call < 0.2 * 185.0
+    assert curve.whisper_cores(busy) * 1000 / busy == pytest.approx(0.2 * 200.0, rel=0.01)
+    assert "160 CPU ms per decode run, and up to 40 spinning" in queued.predict().basis
+
+
+def test_a_spin_that_stops_at_full_load_raises_a_cpu_bound_prediction() -> None:
+    # Whisper dear enough that the light loads' curve runs out of cores first
+    loads = spinning_loads(300.0, 200.0, rest=20.0)
+    spin = SttSpin(80.0, 300.0, 350.0, 500.0)
+    plain = predict(loads, cores=2)
+    queued = predict(loads, cores=2, spin=spin)
+    assert plain.limit == "cpu"
+    assert queued.max_calls > plain.max_calls
+    assert predict(loads, cores=2, spin=spin) == queued  # the same figure every time
+
+
+def test_the_bench_stt_spin_line_reaches_the_check_and_the_plan() -> None:
+    text = bench_output(40, 0) + f"\nstt_spin: {SPIN.line()}"
+    values = parse_key_values(text)
+    assert stt_spin(values) == SPIN
+    assert stt_spin(parse_key_values(bench_output(40, 0))) is None  # an older bench
+    check = engine_check(values)
+    assert check is not None and "spinning in each idle gap" in check.basis
+    measured = to_measured({}, values, [])
+    assert measured.engine_stt_spin == SPIN
+    machine = Machine(cores=2, ram_gb=64, asterisk_on_host=False, llm="none")
+    engine = next(c for c in plan(machine, measured).components if c.name == "engine")
+    assert "spinning in each idle gap" in engine.basis

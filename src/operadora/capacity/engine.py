@@ -133,6 +133,65 @@ def parse_light_load(key: str, value: str) -> LightLoad | None:
 
 
 @dataclass(frozen=True, slots=True)
+class SttSpin:
+    """How Whisper's thread pool spends CPU, measured by the benchmark's engine at start.
+
+    After a decode CTranslate2's worker threads keep spinning for a while before they sleep,
+    so a decode followed by an idle gap costs more CPU than one followed at once by the next:
+    measured here, 160 ms of CPU back to back against 198 after a gap of 100 ms or more (and
+    183 after 20 ms). At the light loads nearly every decode is followed by a gap; near the
+    maximum they run back to back. ``busy_cpu_ms`` (back to back), ``gap100_cpu_ms`` and
+    ``gap10_cpu_ms`` are CPU ms per decode of the same utterance, ``decode_ms`` its time.
+    """
+
+    decode_ms: float
+    busy_cpu_ms: float
+    gap10_cpu_ms: float
+    gap100_cpu_ms: float
+
+    @property
+    def spin_ms(self) -> float:
+        """CPU ms the pool spends after a decode followed by a long gap."""
+        return max(0.0, self.gap100_cpu_ms - self.busy_cpu_ms)
+
+    @property
+    def spin_cores(self) -> float:
+        """How fast it spends them (cores), from the 10 ms gap; at least the spin spread over
+        100 ms (it is over by then)."""
+        return max((self.gap10_cpu_ms - self.busy_cpu_ms) / 10.0, self.spin_ms / 100.0, 0.0)
+
+    def after_gap_ms(self, gap_s: float) -> float:
+        """CPU ms spent spinning in an idle gap of ``gap_s`` seconds."""
+        return min(self.spin_ms, self.spin_cores * gap_s * 1000.0)
+
+    def line(self) -> str:
+        """The bench's ``stt_spin:`` value; :func:`parse_stt_spin` reads it back."""
+        return (
+            f"decode {self.decode_ms:.1f} busy_cpu {self.busy_cpu_ms:.1f} "
+            f"gap10_cpu {self.gap10_cpu_ms:.1f} gap100_cpu {self.gap100_cpu_ms:.1f}"
+        )
+
+
+def parse_stt_spin(value: str) -> SttSpin | None:
+    """``decode 82.8 busy_cpu 160.0 gap10_cpu 172.0 gap100_cpu 198.0``; None if malformed."""
+    words = value.split()
+    found: dict[str, float] = {}
+    for name, raw in zip(words[::2], words[1::2], strict=False):
+        try:
+            number = float(raw)
+        except ValueError:
+            return None
+        if not math.isfinite(number) or number < 0:
+            return None
+        found[name] = number
+    keys = {"decode": "decode_ms", "busy_cpu": "busy_cpu_ms", "gap10_cpu": "gap10_cpu_ms"}
+    keys["gap100_cpu"] = "gap100_cpu_ms"
+    if set(found) != set(keys) or found["busy_cpu"] <= 0:
+        return None
+    return SttSpin(**{keys[k]: v for k, v in found.items()})
+
+
+@dataclass(frozen=True, slots=True)
 class CostCurve:
     """CPU ms per call-second at N calls: ``at_1 x N^-alpha`` (0 <= alpha < 1)."""
 
@@ -197,14 +256,27 @@ class EngineModel:
     drops: bool = False
     cancelled: float = 0.0
     cancel_ms: Spread = NO_SPREAD
+    # Whisper's CPU from the simulated queue instead of the fitted ``stt`` curve: each decode
+    # that runs costs ``decode_cpu_ms``, each idle gap what the pool spins in it (None: an
+    # older benchmark without the measure; the curve, which cannot see that the spinning
+    # stops as the decodes come back to back)
+    spin: SttSpin | None = None
+    decode_cpu_ms: float = 0.0
 
     @classmethod
     def from_light(
-        cls, loads: list[LightLoad], cores: float, telephony_cpu_ms: float | None = None
+        cls,
+        loads: list[LightLoad],
+        cores: float,
+        telephony_cpu_ms: float | None = None,
+        spin: SttSpin | None = None,
     ) -> EngineModel:
         """The model from two or more light loads. ``telephony_cpu_ms`` (CPU ms per
         call-second, flat) replaces the benchmark's callers: Asterisk's cost on a planned
-        machine (0: it runs elsewhere)."""
+        machine (0: it runs elsewhere). With ``spin`` Whisper's CPU comes from the simulated
+        queue: each decode costs the light loads' CPU per decode less the spinning that came
+        with it there (every light-load decode was followed by a long gap), and each idle gap
+        what the pool spins in it after each decode of the turn before."""
         if len({x.calls for x in loads}) < 2:
             raise ValueError("two light loads at least (different N) are needed")
         if cores <= 0:
@@ -241,6 +313,11 @@ class EngineModel:
             else 0.0,
             cancel_ms=Spread.mean_of([(x.cancel_ms, w * (x.cancelled or 0.0)) for x, w in extras]),
         )
+        decode_cpu = 0.0
+        if spin is not None:
+            stt_ms = sum(x.stt_cpu_ms * x.calls for x in loads)
+            decode_cpu = max(0.0, stt_ms / total_decodes - spin.spin_ms)
+        model = dataclasses.replace(model, spin=spin, decode_cpu_ms=decode_cpu)
         # what the rest took from Whisper's threads while its light-load decodes were timed
         light = sum(
             x.calls**2 * (x.server_cpu_ms - x.stt_cpu_ms + x.caller_cpu_ms) for x in loads
@@ -249,7 +326,16 @@ class EngineModel:
 
     def cpu_cores(self, calls: float) -> float:
         """What N calls ask of the CPU: the engine and the callers, in cores."""
-        return self.others(calls) + self.stt.total_ms_per_s(calls) / 1000
+        return self.others(calls) + self.whisper_cores(calls)
+
+    def whisper_cores(self, calls: float) -> float:
+        """Whisper's threads at N calls: the fitted curve, or with ``spin`` the simulated
+        queue's decodes and idle gaps."""
+        if self.spin is None:
+            return self.stt.total_ms_per_s(calls) / 1000
+        if calls < 1:
+            return 0.0
+        return self._simulate(int(calls))[1]
 
     def others(self, calls: float) -> float:
         """Cores the rest of the engine and the callers take from Whisper's threads."""
@@ -264,10 +350,25 @@ class EngineModel:
         return (self.cores - self.others_light) / free
 
     def v2v_p95_ms(self, calls: int, turns_per_call: int = 200) -> float:
-        """Simulated voice-to-voice p95 at N calls (fixed seed: the same figure every time)."""
+        """Simulated voice-to-voice p95 at N calls (fixed seed: the same figure every time);
+        inf when the CPU would be over-committed."""
         stretch = self.stretch(calls)
-        if not math.isfinite(stretch) or self.cpu_cores(calls) > self.cores:
+        if not math.isfinite(stretch):
             return math.inf
+        latency, whisper = self._simulate(calls, turns_per_call)
+        if self.others(calls) + whisper > self.cores:
+            return math.inf
+        return latency
+
+    def _simulate(self, calls: int, turns_per_call: int = 200) -> tuple[float, float]:
+        """The voice-to-voice p95 (ms) and Whisper's cores at N calls."""
+        stretch = self.stretch(calls)
+        if not math.isfinite(stretch):
+            return math.inf, math.inf
+        if self.spin is None:
+            whisper = self.stt.total_ms_per_s(calls) / 1000
+            if self.others(calls) + whisper > self.cores:
+                return math.inf, whisper  # over-committed: no need to simulate
         rng = random.Random(SEED + calls)
         decode = self.decode_s * stretch
         extra = (stretch - 1) * self.decode_s  # the turn's own decode is slower too
@@ -279,10 +380,21 @@ class EngineModel:
         total = calls * turns_per_call
         skip = total // 10  # the start, before the calls spread over their cycle
         latencies: list[float] = []
+        spin = self.spin
+        ran_total = 0
+        last_ran = 1
+        spin_ms = 0.0
+        began_at = 0.0
         for done in range(total):
             at, caller = heapq.heappop(arrivals)
+            if done == skip:
+                began_at = at
             start = max(at, free_at)
             wait = start - at
+            if spin is not None and done >= skip and at > free_at:
+                # the pool spins in the idle gap, after each decode of the turn before, as
+                # at the light loads (its speculative decodes had the caller's speech after)
+                spin_ms += last_ran * spin.after_gap_ms(at - free_at)
             # the answering decode, and the turn's speculative ones that still run: one the
             # session dropped while it waited for Whisper is skipped
             ran = 1
@@ -297,13 +409,18 @@ class EngineModel:
                     ran += 1
             noise = rng.lognormvariate(-(self.decode_cv**2) / 2, self.decode_cv)
             free_at = start + decode * ran * noise
+            last_ran = ran
             if done >= skip:
+                ran_total += ran
                 base = rng.lognormvariate(self.v2v_mu, self.v2v_sigma)
                 hidden = self.slack_ms.draw(rng.random()) / 1000  # the end-of-turn silence's
                 latencies.append(base + max(0.0, wait + extra - hidden) * 1000)
             # the caller hears the answer, then speaks again: varied utterances and answers
             heapq.heappush(arrivals, (free_at + think * rng.uniform(0.5, 1.5), caller))
-        return p95(latencies)
+        if spin is None:
+            return p95(latencies), self.stt.total_ms_per_s(calls) / 1000
+        span = max(free_at - began_at, 1e-9)
+        return p95(latencies), (ran_total * self.decode_cpu_ms + spin_ms) / 1000 / span
 
     def predict(self, cap: int = 1000) -> EnginePrediction:
         """The largest N (up to ``cap``) whose simulated p95 holds the criterion."""
@@ -338,8 +455,20 @@ class EngineModel:
             cpu_cores=self.cpu_cores(n) if n else 0.0,
             basis=(
                 f"{self.cores:g} cores; engine {self.rest.at_1:.1f} x N^-{self.rest.alpha:.2f} "
-                f"+ Whisper {self.stt.at_1:.1f} x N^-{self.stt.alpha:.2f} + callers "
-                f"{self.callers.at_1:.1f} x N^-{self.callers.alpha:.2f} CPU ms per call-second; "
+                + (
+                    f"+ Whisper {self.stt.at_1:.1f} x N^-{self.stt.alpha:.2f} "
+                    if self.spin is None
+                    else ""
+                )
+                + f"+ callers {self.callers.at_1:.1f} x N^-{self.callers.alpha:.2f} CPU ms per "
+                "call-second"
+                + (
+                    ""
+                    if self.spin is None
+                    else f"; Whisper {self.decode_cpu_ms:.0f} CPU ms per decode run, and up to "
+                    f"{self.spin.spin_ms:.0f} spinning in each idle gap"
+                )
+                + "; "
                 f"Whisper {self.work_per_turn_s * 1000:.0f} ms per turn every "
                 f"{self.cycle_s:.1f} s, one decode at a time ({1 + self.extras:.2f} per turn"
                 f"{drops}), {self.slack_ms.p50:.0f} ms of wait hidden by the end of turn "
@@ -348,6 +477,8 @@ class EngineModel:
         )
 
 
-def predict(loads: list[LightLoad], cores: float, cap: int = 1000) -> EnginePrediction:
+def predict(
+    loads: list[LightLoad], cores: float, cap: int = 1000, spin: SttSpin | None = None
+) -> EnginePrediction:
     """The engine's maximum from light loads alone (:class:`EngineModel`)."""
-    return EngineModel.from_light(loads, cores).predict(cap)
+    return EngineModel.from_light(loads, cores, spin=spin).predict(cap)

@@ -18,7 +18,7 @@ import re
 import sys
 from pathlib import Path
 
-from operadora.capacity.engine import LightLoad, parse_light_load, predict
+from operadora.capacity.engine import LightLoad, SttSpin, parse_light_load, parse_stt_spin, predict
 from operadora.capacity.model import Check, Machine, Measured, MediaStep, cpu_component
 from operadora.capacity.ramp import OTHERS_LIMIT_CORES, error_pct
 
@@ -148,6 +148,13 @@ def light_loads(engine: dict[str, str]) -> list[LightLoad]:
     return sorted((x for x in found if x is not None), key=lambda x: x.calls)
 
 
+def stt_spin(engine: dict[str, str]) -> SttSpin | None:
+    """bench_capacity's ``stt_spin`` line: Whisper's CPU per decode back to back and after
+    idle gaps (None: an older benchmark, or an engine without Whisper)."""
+    value = engine.get("stt_spin")
+    return parse_stt_spin(value) if value else None
+
+
 def engine_check(engine: dict[str, str]) -> Check | None:
     """The planner's prediction for bench_capacity's machine from its light loads alone
     (``operadora.capacity.engine``: cost curves and Whisper's queue, its callers standing in
@@ -160,7 +167,7 @@ def engine_check(engine: dict[str, str]) -> Check | None:
     cores = _count(engine, "cores") or 1
     loads = light_loads(engine)
     if len({x.calls for x in loads}) >= 2:
-        prediction = predict(loads, cores)
+        prediction = predict(loads, cores, spin=stt_spin(engine))
         predicted = prediction.max_calls
         basis = (
             f"limit {prediction.limit} at {predicted} calls (simulated v2v p95 "
@@ -263,6 +270,7 @@ def to_measured(
         engine_fixed_cpu_ms_per_s=_amount(engine, "fixed_cpu_ms_per_second"),
         engine_max_calls=engine_max,
         engine_light_loads=light_loads(engine),
+        engine_stt_spin=stt_spin(engine),
         engine_check=check,
         raw={"media": media, "engine": engine},
         notes=notes,

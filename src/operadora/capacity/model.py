@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from operadora.capacity import tables
-from operadora.capacity.engine import EngineModel, LightLoad
+from operadora.capacity.engine import EngineModel, LightLoad, SttSpin
 from operadora.capacity.host import Gpu
 
 Source = Literal["table", "measured", "detected", "flag"]
@@ -52,6 +52,8 @@ class Measured(BaseModel):
     engine_check: Check | None = None
     # bench_capacity's light loads (N=1, 4, 8): what operadora.capacity.engine predicts from
     engine_light_loads: list[LightLoad] = Field(default_factory=list)
+    # and Whisper's CPU per decode back to back and after idle gaps, measured at its start
+    engine_stt_spin: SttSpin | None = None
     # the telephony side's measured CPU per call-second, in place of the Asterisk table figure
     # (bench_capacity's check only: its callers stand in for Asterisk on the same cores)
     telephony_cpu_ms_per_call_s: float | None = None
@@ -195,7 +197,12 @@ def engine_component(machine: Machine, measured: Measured | None) -> Component |
             else tables.ASTERISK_CHANNELS_PER_CORE
         )
         telephony = 1000 / per_core
-    model = EngineModel.from_light(loads, machine.cores, telephony_cpu_ms=telephony)
+    model = EngineModel.from_light(
+        loads,
+        machine.cores,
+        telephony_cpu_ms=telephony,
+        spin=measured.engine_stt_spin if measured else None,
+    )
     prediction = model.predict()
     return Component(
         name="engine",
