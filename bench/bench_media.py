@@ -355,6 +355,7 @@ def main() -> None:
         flush=True,
     )
     steps: list[Step] = []
+    retried: list[int] = []
 
     def measure(calls: int) -> Step:
         """One step; a step broken only by a stall outside the server is measured once more
@@ -363,6 +364,7 @@ def main() -> None:
         report(step)
         steps.append(step)
         if step.stalled_outside:
+            retried.append(calls)
             if step.server_lost == 0 and step.server_max_ms <= step.p99_limit_ms:
                 why = (
                     f"the server wrote every frame within {step.server_max_ms:.1f} ms of its "
@@ -405,9 +407,11 @@ def main() -> None:
             best = step
         else:
             broken = middle
-    retried = sum(1 for s in steps if s.stalled_outside)
     if retried:
-        print(f"note: {retried} step(s) measured again after a stall outside the server")
+        print(
+            f"note: {len(retried)} step(s) measured again after a stall outside the server "
+            f"(N={', '.join(map(str, retried))})"
+        )
     noisy = [s for s in steps if s.timer_floor_p99_ms > args.p99_limit]
     if noisy:
         print(
