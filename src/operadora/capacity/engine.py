@@ -101,22 +101,33 @@ _OPTIONAL = (
 )
 
 
+def _number_pairs(value: str, names: set[str]) -> dict[str, float] | None:
+    """``name number name number ...``: the pairs whose name is in ``names`` (others are
+    skipped); None when one of those numbers is not a finite non-negative number."""
+    words = value.split()
+    found: dict[str, float] = {}
+    for name, raw in zip(words[::2], words[1::2], strict=False):
+        if name not in names:
+            continue
+        try:
+            number = float(raw)
+        except ValueError:
+            return None
+        if not math.isfinite(number) or number < 0:
+            return None
+        found[name] = number
+    return found
+
+
 def parse_light_load(key: str, value: str) -> LightLoad | None:
     """``light_load_4`` and ``server 62.6 stt 33.0 ...``; None when malformed or incomplete."""
     if not key.startswith("light_load_") or not key[len("light_load_") :].isdigit():
         return None
-    words = value.split()
-    found: dict[str, float] = {}
-    extra: dict[str, float] = {}
-    for name, raw in zip(words[::2], words[1::2], strict=False):
-        if name in _FIELDS or name in _OPTIONAL:
-            try:
-                number = float(raw)
-            except ValueError:
-                return None
-            if not math.isfinite(number) or number < 0:
-                return None
-            (found if name in _FIELDS else extra)[_FIELDS.get(name, name)] = number
+    pairs = _number_pairs(value, {*_FIELDS, *_OPTIONAL})
+    if pairs is None:
+        return None
+    found = {_FIELDS[k]: v for k, v in pairs.items() if k in _FIELDS}
+    extra = {k: v for k, v in pairs.items() if k not in _FIELDS}
     if set(found) != set(_FIELDS.values()):
         return None
     calls = int(key[len("light_load_") :])
@@ -174,19 +185,10 @@ class SttSpin:
 
 def parse_stt_spin(value: str) -> SttSpin | None:
     """``decode 82.8 busy_cpu 160.0 gap10_cpu 172.0 gap100_cpu 198.0``; None if malformed."""
-    words = value.split()
-    found: dict[str, float] = {}
-    for name, raw in zip(words[::2], words[1::2], strict=False):
-        try:
-            number = float(raw)
-        except ValueError:
-            return None
-        if not math.isfinite(number) or number < 0:
-            return None
-        found[name] = number
     keys = {"decode": "decode_ms", "busy_cpu": "busy_cpu_ms", "gap10_cpu": "gap10_cpu_ms"}
     keys["gap100_cpu"] = "gap100_cpu_ms"
-    if set(found) != set(keys) or found["busy_cpu"] <= 0:
+    found = _number_pairs(value, set(keys))
+    if found is None or set(found) != set(keys) or found["busy_cpu"] <= 0:
         return None
     return SttSpin(**{keys[k]: v for k, v in found.items()})
 
