@@ -117,6 +117,8 @@ class SttSettings(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = "int8"
     beam_size: int = Field(1, ge=1, le=10)
+    # CTranslate2 threads per Whisper decode on the CPU; 0: half the cores, 1 to 4
+    cpu_threads: int = Field(0, ge=0, le=64)
     language: str | None = None
     base_url: str | None = None  # OpenAI-compatible /v1/audio/transcriptions server
     api_key: SecretStr | None = None

@@ -147,11 +147,13 @@ def parse_light_load(key: str, value: str) -> LightLoad | None:
 class SttSpin:
     """How Whisper's thread pool spends CPU, measured by the benchmark's engine at start.
 
-    After a decode CTranslate2's worker threads keep spinning for a while before they sleep,
-    so a decode followed by an idle gap costs more CPU than one followed at once by the next:
-    measured here, 160 ms of CPU back to back against 198 after a gap of 100 ms or more (and
-    183 after 20 ms). At the light loads nearly every decode is followed by a gap; near the
-    maximum they run back to back. ``busy_cpu_ms`` (back to back), ``gap100_cpu_ms`` and
+    After a decode, threads that worked on it may keep spinning for a while before they sleep
+    (OpenBLAS's after the log-mel features' matrix products, when BLAS threads are free), so
+    a decode followed by an idle gap can cost more CPU than one followed at once by the next:
+    measured with BLAS threads free, 160 ms of CPU back to back against 198 after a gap of
+    100 ms or more (and 183 after 20 ms); with ``WhisperStt`` holding BLAS to one thread, as it
+    now does, about none. At the light loads nearly every decode is followed by a gap; near
+    the maximum they run back to back. ``busy_cpu_ms`` (back to back), ``gap100_cpu_ms`` and
     ``gap10_cpu_ms`` are CPU ms per decode of the same utterance, ``decode_ms`` its time.
     """
 

@@ -73,6 +73,7 @@ def build_stt(settings: SttSettings, models_dir: Path, language: str) -> SpeechT
         device=settings.device,
         compute_type=settings.compute_type,
         beam_size=settings.beam_size,
+        cpu_threads=settings.cpu_threads,
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from operadora.runtime import one_blas_thread
 from operadora.voice.engines import STT_RATE, Float32Audio, Transcript
 from operadora.voice.errors import MissingExtraError, ProviderError
 
@@ -41,6 +42,13 @@ def bundled_tiny_en() -> Path:
     if not (path / "model.bin").is_file():
         raise ProviderError("whisper", f"no model.bin in {path}")
     return path
+
+
+def default_cpu_threads() -> int:
+    """CTranslate2 threads per decode: half the cores, 1 to 4. The rest is for the event
+    loop, the other engines and Asterisk; on a 2-core VM one thread decoded tiny.en in 56-76 ms
+    where two took 73-94 (base: 119-138 against 161-170), at less CPU."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
 def cuda_available() -> bool:
@@ -80,15 +88,18 @@ class WhisperStt:
             compute_type = "int8_float16"
         self.model_path = model_path
         self.device = device
-        # more threads than cores only makes a decode wait for itself
-        threads = cpu_threads or min(4, os.cpu_count() or 1)
+        self.cpu_threads = cpu_threads or default_cpu_threads()
         self._model = WhisperModel(
-            str(model_path), device=device, compute_type=compute_type, cpu_threads=threads
+            str(model_path), device=device, compute_type=compute_type, cpu_threads=self.cpu_threads
         )
         self._tokenizer_cls = Tokenizer
         self._beam_size = beam_size
         self.multilingual = bool(self._model.model.is_multilingual)
         self._lock = threading.Lock()  # one decode at a time per model keeps latency predictable
+        # the log-mel features are numpy matrix products: with BLAS threads free, OpenBLAS's
+        # threads spin after each one, and a decode cost 143 CPU ms where it took 72 (73 ms
+        # of CPU with one thread, the same decode time), measured on a 2-core VM
+        self._one_blas = one_blas_thread()
         # decodes wait for the model in their own queue, not in asyncio's default workers where
         # they would hold up TTS and the agent near full load; a queued decode whose caller
         # gave up (speculative STT discarded) is never started
@@ -107,7 +118,7 @@ class WhisperStt:
         if not self.multilingual:
             language = "en"
         try:
-            with self._lock:
+            with self._lock, self._one_blas:
                 if audio.size / STT_RATE > MAX_SHORT_S:
                     return self._long(audio, language)
                 return self._short(audio, language)
