@@ -8,7 +8,7 @@ from pathlib import Path
 from operadora.config import AgentSettings, SttSettings, TtsSettings, VoiceSettings
 from operadora.events import EventBus
 from operadora.media import MediaSession, SessionHandler
-from operadora.runtime import freeze_heap
+from operadora.runtime import blas_on_one_thread, freeze_heap
 from operadora.voice.agent.llm import LlmAgent, OpenAiChatClient, system_prompt_from_script
 from operadora.voice.agent.script import load_script
 from operadora.voice.engines import STT_RATE, Agent, SpeechToText, TextToSpeech
@@ -181,5 +181,6 @@ def build_engines(settings: VoiceSettings, language: str | None = None) -> Engin
         agent=build_agent(settings.agent, language),
         vad=vad_factory(settings),
     )
+    blas_on_one_thread()  # no BLAS worker spinning between the calls' small products
     freeze_heap()  # what is loaded now lives as long as the process
     return engines
