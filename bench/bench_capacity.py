@@ -250,7 +250,7 @@ def main() -> None:
         help="seconds measured at N=4 and N=8 (N=1: twice), quick or not: the prediction's "
         "only inputs",
     )
-    parser.add_argument("--cap", type=int, default=64, help="the most calls to try")
+    parser.add_argument("--cap", type=int, default=128, help="the most calls to try")
     parser.add_argument("--rate", type=int, default=8000, choices=(8000, 16000))
     parser.add_argument("--cores", type=int, default=None, help="default: this process's CPUs")
     parser.add_argument(
