@@ -11,7 +11,7 @@ talking): the CPU at the window's two ends, the turns whose utterance ended insi
 1. Light loads N=1 (a window twice as long), 4 and 8: the server's CPU (``/proc``, all its
    threads; Whisper's threads apart), the callers' CPU, Whisper's decodes and their times,
    the turns' rhythm and voice-to-voice latency; and, once at the engine's start, Whisper's
-   CPU per decode back to back and after idle gaps (``stt_spin``: its thread pool spins
+   CPU per decode back to back and after idle gaps (``stt_spin``: threads left free spin
    after each decode). ``operadora.capacity.engine`` predicts the maximum from these alone
    (``predicted_max_calls``): cost curves that fall with N, and the turns of N calls queueing
    for Whisper, one decode at a time, each decode and each idle gap costing its CPU.

@@ -30,9 +30,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from operadora.audio.resample import resample
 from operadora.audiosocket.server import start_media_server
 from operadora.capacity.engine import SttSpin
 from operadora.config import Settings
@@ -40,6 +37,7 @@ from operadora.events import EventBus, TurnEvent
 from operadora.media import MediaSession
 from operadora.voice.engines import Float32Audio, SpeechToText, TextToSpeech, Transcript
 from operadora.voice.factory import agent_handler, build_engines, warm_up
+from operadora.voice.pcm import resample
 from operadora.voice.session import Engines
 from voice_corpus import load_prompts
 
@@ -182,12 +180,11 @@ class Stats:
 
 def measure_stt_spin(transcribe: Any, rounds: int = 8) -> SttSpin:
     """Whisper's CPU per decode of one corpus utterance: back to back, then each decode
-    followed by a 10 ms and a 100 ms idle gap (its thread pool spins for a while after a
-    decode; how much of that a decode costs depends on what follows it). Runs before any
-    call, with nothing else in the process busy."""
+    followed by a 10 ms and a 100 ms idle gap (threads left free to spin after a decode make
+    its cost depend on what follows it). Runs before any call, with nothing else in the
+    process busy."""
     prompt = next(p for p in load_prompts() if 1.0 <= p.audio.size / p.rate <= 3.0)
-    pcm = (prompt.audio * 32767).astype("<i2").tobytes()
-    audio = (np.frombuffer(resample(pcm, prompt.rate, 16000), "<i2") / 32768).astype(np.float32)
+    audio = resample(prompt.audio, prompt.rate, 16000)
     transcribe(audio, "en")
 
     def series(gap_s: float) -> tuple[float, float]:
@@ -215,7 +212,7 @@ async def serve() -> None:
     engines = Engines(stt=stt, tts=tts, agent=built.agent, vad=built.vad)
     await warm_up(engines)
     sync = getattr(built.stt, "transcribe_sync", None)
-    if sync is not None:  # Whisper: how its thread pool's CPU depends on the gaps
+    if sync is not None:  # Whisper: how its CPU per decode depends on the gaps after it
         print(f"stt_spin: {measure_stt_spin(sync).line()}", flush=True)
     bus = EventBus()  # one subscriber, as the API's event stream would be in production
 

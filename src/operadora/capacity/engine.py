@@ -145,7 +145,8 @@ def parse_light_load(key: str, value: str) -> LightLoad | None:
 
 @dataclass(frozen=True, slots=True)
 class SttSpin:
-    """How Whisper's thread pool spends CPU, measured by the benchmark's engine at start.
+    """How Whisper's CPU per decode depends on what follows it, measured by the benchmark's
+    engine at start.
 
     After a decode, threads that worked on it may keep spinning for a while before they sleep
     (OpenBLAS's after the log-mel features' matrix products, when BLAS threads are free), so
@@ -164,7 +165,7 @@ class SttSpin:
 
     @property
     def spin_ms(self) -> float:
-        """CPU ms the pool spends after a decode followed by a long gap."""
+        """CPU ms spent spinning after a decode followed by a long gap."""
         return max(0.0, self.gap100_cpu_ms - self.busy_cpu_ms)
 
     @property
@@ -261,7 +262,7 @@ class EngineModel:
     cancelled: float = 0.0
     cancel_ms: Spread = NO_SPREAD
     # Whisper's CPU from the simulated queue instead of the fitted ``stt`` curve: each decode
-    # that runs costs ``decode_cpu_ms``, each idle gap what the pool spins in it (None: an
+    # that runs costs ``decode_cpu_ms``, each idle gap what threads spin in it (None: an
     # older benchmark without the measure; the curve, which cannot see that the spinning
     # stops as the decodes come back to back)
     spin: SttSpin | None = None
@@ -280,7 +281,7 @@ class EngineModel:
         machine (0: it runs elsewhere). With ``spin`` Whisper's CPU comes from the simulated
         queue: each decode costs the light loads' CPU per decode less the spinning that came
         with it there (every light-load decode was followed by a long gap), and each idle gap
-        what the pool spins in it after each decode of the turn before."""
+        what threads spin in it after each decode of the turn before."""
         if len({x.calls for x in loads}) < 2:
             raise ValueError("two light loads at least (different N) are needed")
         if cores <= 0:
@@ -356,10 +357,7 @@ class EngineModel:
     def v2v_p95_ms(self, calls: int, turns_per_call: int = 200) -> float:
         """Simulated voice-to-voice p95 at N calls (fixed seed: the same figure every time);
         inf when the CPU would be over-committed."""
-        stretch = self.stretch(calls)
-        if not math.isfinite(stretch):
-            return math.inf
-        latency, whisper = self._simulate(calls, turns_per_call)
+        latency, whisper = self._simulate(calls, turns_per_call)  # inf, inf: no core free
         if self.others(calls) + whisper > self.cores:
             return math.inf
         return latency
@@ -396,7 +394,7 @@ class EngineModel:
             start = max(at, free_at)
             wait = start - at
             if spin is not None and done >= skip and at > free_at:
-                # the pool spins in the idle gap, after each decode of the turn before, as
+                # threads spin in the idle gap, after each decode of the turn before, as
                 # at the light loads (its speculative decodes had the caller's speech after)
                 spin_ms += last_ran * spin.after_gap_ms(at - free_at)
             # the answering decode, and the turn's speculative ones that still run: one the
