@@ -76,15 +76,25 @@ class Step:
     server_max_ms: float = 0.0  # the latest the server wrote any frame after its deadline
     late_span_ms: float = 0.0  # from the first to the last late frame (0: one or none)
     control_at_late_ms: float = 0.0  # the control timer's worst lateness around those frames
+    # the server loop's longest stall around those frames: its length, the loop's own work in
+    # it, and its wait for a CPU behind other processes (the rest: the virtual CPU was held)
+    stall_ms: float = 0.0
+    stall_ran_ms: float = 0.0
+    stall_queued_ms: float = 0.0
+    # every stall of the server's loop in the window: count, then seconds run, queued, held
+    stalls: tuple[int, float, float, float] = (0, 0.0, 0.0, 0.0)
 
     @property
     def stalled_outside(self) -> bool:
         """Broken only by frames the peers got late (or not at all), nothing else wrong, and
         either the server wrote every frame within the pacing limit of its deadline (the delay
         came after its writes), or all the late frames came within one 100 ms span during
-        which the control process, which only sleeps, was itself held up: the machine paused,
-        not the server under test (a pause longer than a frame also makes the server skip
-        the deadlines it slept through, as it should)."""
+        which the control process, which only sleeps, was itself held up, or the server's
+        own loop stalled but not over its own work (it ran at most the pacing limit of the
+        stall, and was kept off a CPU at least ``STALL_MS`` of it: queued behind other
+        processes, or its virtual CPU held by the hypervisor): the machine paused, not the
+        server under test (a pause longer than a frame also makes the server skip the
+        deadlines it slept through, as it should)."""
         if (
             self.ok
             or not (self.missing > 0 or self.late > 0)
@@ -94,8 +104,12 @@ class Step:
             or self.pacing_p99_ms > self.p99_limit_ms
         ):
             return False
-        if self.late_span_ms <= STALL_SPAN_MS and self.control_at_late_ms >= STALL_MS:
-            return True  # one pause of the whole machine, witnessed
+        if self.late_span_ms <= STALL_SPAN_MS:
+            if self.control_at_late_ms >= STALL_MS:
+                return True  # one pause of the whole machine, witnessed
+            off_cpu_ms = self.stall_ms - self.stall_ran_ms
+            if off_cpu_ms >= STALL_MS and self.stall_ran_ms <= self.p99_limit_ms:
+                return True  # the server's loop was kept off the CPU, seen from inside
         return self.server_lost == 0 and self.server_max_ms <= self.p99_limit_ms
 
     @property
@@ -212,12 +226,34 @@ def run_step(calls: int, args: argparse.Namespace, audio: bytes) -> Step:
     errors_ms = np.concatenate([r["errors"] for r in results]) * 1000.0
     late_at = np.concatenate([r["late_at"] for r in results])
     late_span_ms = control_at_late_ms = 0.0
+    stall = (0.0, 0.0, 0.0)
+    window_stalls = [
+        stall
+        for reply in stats_after
+        for stall in reply["stalls"]
+        if start_at <= stall[0] - stall[1] and stall[0] <= stop_at
+    ]
+    stalls = (
+        len(window_stalls),
+        sum(s[2] for s in window_stalls),
+        sum(s[3] for s in window_stalls),
+        sum(s[1] - s[2] - s[3] for s in window_stalls),
+    )
     if late_at.size:
         first, last = float(late_at.min()), float(late_at.max())
         late_span_ms = (last - first) * 1000.0
         # the stall began up to 20 ms before the first late frame showed
         around = (control_at >= first - 0.05) & (control_at <= last + 0.01)
         control_at_late_ms = float(floor_ms[around].max()) if around.any() else 0.0
+        near = [
+            stall
+            for reply in stats_after
+            for stall in reply["stalls"]
+            if stall[0] >= first - 0.05 and stall[0] - stall[1] <= last + 0.01
+        ]
+        if near:
+            _, gap, ran, queued = max(near, key=lambda stall: stall[1])
+            stall = (gap * 1000.0, ran * 1000.0, queued * 1000.0)
     call_seconds = calls * wall
     return Step(
         calls=calls,
@@ -228,6 +264,10 @@ def run_step(calls: int, args: argparse.Namespace, audio: bytes) -> Step:
         server_max_ms=server.pacing_percentile_ms(100),
         late_span_ms=late_span_ms,
         control_at_late_ms=control_at_late_ms,
+        stall_ms=stall[0],
+        stall_ran_ms=stall[1],
+        stall_queued_ms=stall[2],
+        stalls=stalls,
         missing=sum(r["missing"] for r in results),
         late=sum(r["bursts"] for r in results),
         server_lost=server.skipped_frames + server.dropped_frames,
@@ -259,11 +299,15 @@ def report(step: Step) -> None:
         f"bare-timer p99 {step.timer_floor_p99_ms:4.1f} ms  "
         + (
             f"late frames within {step.late_span_ms:.0f} ms (control timer "
-            f"{step.control_at_late_ms:.1f} ms late then)  "
+            f"{step.control_at_late_ms:.1f} ms late then; the server's loop stalled "
+            f"{step.stall_ms:.1f} ms: ran {step.stall_ran_ms:.1f}, queued "
+            f"{step.stall_queued_ms:.1f})  "
             if step.late
             else ""
         )
-        + f"peers' cpu {step.load_cpu_ms_per_call_second:5.3f} ms/call-s  "
+        + f"loop stalls {step.stalls[0]} (ran {step.stalls[1] * 1000:.0f}, queued "
+        f"{step.stalls[2] * 1000:.0f}, held {step.stalls[3] * 1000:.0f} ms)  "
+        f"peers' cpu {step.load_cpu_ms_per_call_second:5.3f} ms/call-s  "
         f"{'ok' if step.ok else 'BROKEN'}",
         flush=True,
     )
@@ -370,11 +414,19 @@ def main() -> None:
                     f"the server wrote every frame within {step.server_max_ms:.1f} ms of its "
                     f"deadline: a stall after its writes (the machine or the load generator)"
                 )
-            else:
+            elif step.control_at_late_ms >= STALL_MS:
                 why = (
                     f"all within {step.late_span_ms:.0f} ms, while the control timer (a process "
                     f"that only sleeps) woke {step.control_at_late_ms:.1f} ms late: the "
                     f"machine stalled"
+                )
+            else:
+                off_cpu = step.stall_ms - step.stall_ran_ms
+                why = (
+                    f"all within {step.late_span_ms:.0f} ms, while the server's loop stalled "
+                    f"{step.stall_ms:.1f} ms and ran only {step.stall_ran_ms:.1f} of them: "
+                    f"{off_cpu:.1f} ms off the CPU ({step.stall_queued_ms:.1f} queued behind "
+                    f"other processes, the rest its virtual CPU held)"
                 )
             print(
                 f"  N={calls}: {step.late} frames late, {step.missing} missing at the peers; "

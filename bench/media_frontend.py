@@ -23,6 +23,7 @@ from operadora.audio.resample import StreamResampler
 from operadora.audio.vad import SileroVad
 from operadora.audio.vad_batch import SileroBatch, SileroBatchRunner
 from operadora.audio.vad_pcm import PcmVadRunner
+from operadora.audiosocket.pacing import Pacer
 from operadora.audiosocket.server import start_media_server
 from operadora.audiosocket.session import AudioSocketSession
 from operadora.audiosocket.workers import new_event_loop
@@ -35,6 +36,46 @@ VAD_RATE = 8000  # the line's own rate: the voice session runs Silero at 8 kHz o
 BATCH_MAX = 256
 BATCH_WAIT_S = 0.010  # the VAD answers at most 10 ms later than a per-call model would
 STT_CHUNK_MS = 100  # audio is resampled for STT in chunks this long (20: every frame)
+STALL_GAP_S = 0.004  # a pacer wake this long after the one before is recorded as a stall
+
+
+class StallProbe:
+    """Where the server's time went when its pacer woke late: wraps the pacer's wake-up and
+    reads the loop thread's scheduler counters (``/proc/thread-self/schedstat``: time run on
+    a CPU, time waited on a run queue) at the end of each one. A gap of ``gap_s`` or more
+    between the ends of two wake-ups (the writes of the second included) is recorded as
+    ``(ended_at, gap, ran, queued)`` seconds: ``ran`` is the thread's time on a CPU in it (its
+    own work, the kernel's work in its system calls, and on a kernel without IRQ time
+    accounting the softirqs that ran on its CPU), ``queued`` its wait for a CPU behind other
+    processes, and the rest the time it neither ran nor waited for a CPU though its timer was
+    due: its virtual CPU was held by the hypervisor (steal, which a KVM guest leaves out of
+    ``ran``; the loop sleeps at most ~1 ms past a due timer). One ``pread`` per wake-up, about
+    1,000 a second: counted in the server's CPU like the rest of it."""
+
+    def __init__(self, pacer: Pacer, gap_s: float = STALL_GAP_S) -> None:
+        self.gap_s = gap_s
+        self.stalls: list[tuple[float, float, float, float]] = []
+        self._fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        self._wake = pacer._wake
+        self._last = self._read()
+        pacer._wake = self._probe  # type: ignore[method-assign]
+
+    def _read(self) -> tuple[float, int, int]:
+        ran, queued, _ = os.pread(self._fd, 64, 0).split()
+        return time.monotonic(), int(ran), int(queued)
+
+    def _probe(self) -> None:
+        self._wake()
+        now = self._read()  # from the end of one wake-up to the end of the next (its writes)
+        at, ran, queued = self._last
+        if now[0] - at >= self.gap_s and len(self.stalls) < 100_000:
+            self.stalls.append(
+                (now[0], now[0] - at, (now[1] - ran) * 1e-9, (now[2] - queued) * 1e-9)
+            )
+        self._last = now
+
+    def since(self, start: float) -> list[tuple[float, float, float, float]]:
+        return [stall for stall in self.stalls if stall[0] >= start]
 
 
 class Frontend:
@@ -184,6 +225,7 @@ def server_main(
 async def _serve(conn: Connection, port: int, frontend: Frontend, reuse_port: bool) -> None:
     settings = MediaSettings(port=port, keepalive_after_s=0.5)
     server = await start_media_server(settings, frontend.handle, reuse_port=reuse_port)
+    probe = StallProbe(server.pacer)
     freeze_heap()  # as the media server and the voice engines do once started
     conn.send(("ready", server.port))
     loop = asyncio.get_running_loop()
@@ -202,7 +244,13 @@ async def _serve(conn: Connection, port: int, frontend: Frontend, reuse_port: bo
                 }
             )
         elif command == "stats":  # costly with many calls: taken outside the window
-            conn.send({"sessions": server.sessions, "stats": asdict(server.stats())})
+            conn.send(
+                {
+                    "sessions": server.sessions,
+                    "stats": asdict(server.stats()),
+                    "stalls": probe.since(time.monotonic() - 60.0),
+                }
+            )
         elif not done.done():
             done.set_result(None)
 

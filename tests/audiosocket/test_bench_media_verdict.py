@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +71,22 @@ def test_a_stall_the_control_process_also_saw_is_measured_again(bench) -> None:
     assert step(bench, server_lost=116, server_skipped=116, late_span_ms=8.0).stalled_outside
 
 
+def test_a_stall_the_server_spent_off_the_cpu_is_measured_again(bench) -> None:
+    unseen = dict(control_at_late_ms=0.5)  # the control process ran on time
+    # the server's loop stalled 8.8 ms, of which it ran 3.2: kept off the CPU for 5.6
+    held = step(bench, stall_ms=8.8, stall_ran_ms=3.2, stall_queued_ms=0.9, **unseen)
+    assert held.stalled_outside
+    # its own work made the stall: that is the server falling behind
+    assert not step(bench, stall_ms=9.0, stall_ran_ms=7.5, **unseen).stalled_outside
+    # off the CPU too briefly to explain a frame 10 ms late
+    assert not step(bench, stall_ms=6.0, stall_ran_ms=3.0, **unseen).stalled_outside
+    # no stall of the loop near the late frames, and no witness: counted against the server
+    assert not step(bench, **unseen).stalled_outside
+    # late frames spread over seconds are not one stall, whatever the loop saw
+    spread = dict(stall_ms=8.8, stall_ran_ms=1.0, late_span_ms=3000.0, **unseen)
+    assert not step(bench, **spread).stalled_outside
+
+
 def test_a_step_the_server_itself_broke_is_not_measured_again(bench) -> None:
     # late frames spread over the window: the server falling behind, not one pause
     assert not step(bench, late_span_ms=9000.0).stalled_outside
@@ -84,3 +102,32 @@ def test_a_step_the_server_itself_broke_is_not_measured_again(bench) -> None:
     assert not step(bench, closed_by_server=1).stalled_outside
     clean = step(bench, missing=0, late=0)
     assert clean.ok and not clean.stalled_outside
+
+
+def test_the_stall_probe_tells_the_loops_own_work_from_time_off_the_cpu(bench) -> None:
+    import media_frontend
+    from operadora.audiosocket.pacing import Pacer
+
+    class Quiet:
+        def on_tick(self, deadline: float, skipped: int) -> None:
+            pass
+
+    async def scenario() -> list[tuple[float, float, float, float]]:
+        pacer = Pacer(asyncio.get_running_loop(), 0.002, slots=1)  # a wake every 2 ms
+        pacer.add(Quiet())
+        probe = media_frontend.StallProbe(pacer, gap_s=0.015)
+        await asyncio.sleep(0.05)
+        end = time.monotonic() + 0.03
+        while time.monotonic() < end:  # the loop's own work holds it 30 ms
+            pass
+        await asyncio.sleep(0.05)
+        time.sleep(0.03)  # noqa: ASYNC251 - deliberately: the loop off the CPU for 30 ms
+        await asyncio.sleep(0.05)
+        pacer.close()
+        return probe.stalls
+
+    stalls = asyncio.run(scenario())
+    assert len(stalls) == 2, stalls
+    (_, busy_gap, busy_ran, _), (_, idle_gap, idle_ran, idle_queued) = stalls
+    assert busy_gap >= 0.028 and busy_ran >= 0.015  # ran most of it (2 cores, a busy CI)
+    assert idle_gap >= 0.028 and idle_ran < 0.005 and idle_queued < 0.015
