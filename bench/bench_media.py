@@ -40,6 +40,7 @@ PROMPTS = [
 P99_LIMIT_MS = 5.0
 STALL_SPAN_MS = 100.0  # late frames within this span count as one event
 STALL_MS = 4.0  # the control timer this late around them witnesses a machine stall
+TIMER_DUE_MS = 2.0  # a loop stall is not the pacer's doing if its timer was due this soon
 
 
 def caller_audio() -> bytes:
@@ -81,6 +82,7 @@ class Step:
     stall_ms: float = 0.0
     stall_ran_ms: float = 0.0
     stall_queued_ms: float = 0.0
+    stall_armed_ms: float = math.inf  # how soon the pacer's timer was due when it began
     # every stall of the server's loop in the window: count, then seconds run, queued, held
     stalls: tuple[int, float, float, float] = (0, 0.0, 0.0, 0.0)
 
@@ -91,8 +93,9 @@ class Step:
         came after its writes), or all the late frames came within one 100 ms span during
         which the control process, which only sleeps, was itself held up, or the server's
         own loop stalled but not over its own work (it ran at most the pacing limit of the
-        stall, and was kept off a CPU at least ``STALL_MS`` of it: queued behind other
-        processes, or its virtual CPU held by the hypervisor): the machine paused, not the
+        stall, was kept off a CPU at least ``STALL_MS`` of it, queued behind other processes
+        or its virtual CPU held by the hypervisor, and its pacer's timer was due within
+        ``TIMER_DUE_MS`` when the stall began): the machine paused, not the
         server under test (a pause longer than a frame also makes the server skip the
         deadlines it slept through, as it should)."""
         if (
@@ -108,7 +111,11 @@ class Step:
             if self.control_at_late_ms >= STALL_MS:
                 return True  # one pause of the whole machine, witnessed
             off_cpu_ms = self.stall_ms - self.stall_ran_ms
-            if off_cpu_ms >= STALL_MS and self.stall_ran_ms <= self.p99_limit_ms:
+            if (
+                off_cpu_ms >= STALL_MS
+                and self.stall_ran_ms <= self.p99_limit_ms
+                and self.stall_armed_ms <= TIMER_DUE_MS
+            ):
                 return True  # the server's loop was kept off the CPU, seen from inside
         return self.server_lost == 0 and self.server_max_ms <= self.p99_limit_ms
 
@@ -226,7 +233,7 @@ def run_step(calls: int, args: argparse.Namespace, audio: bytes) -> Step:
     errors_ms = np.concatenate([r["errors"] for r in results]) * 1000.0
     late_at = np.concatenate([r["late_at"] for r in results])
     late_span_ms = control_at_late_ms = 0.0
-    stall = (0.0, 0.0, 0.0)
+    stall = (0.0, 0.0, 0.0, math.inf)
     window_stalls = [
         stall
         for reply in stats_after
@@ -252,8 +259,8 @@ def run_step(calls: int, args: argparse.Namespace, audio: bytes) -> Step:
             if stall[0] >= first - 0.05 and stall[0] - stall[1] <= last + 0.01
         ]
         if near:
-            _, gap, ran, queued = max(near, key=lambda stall: stall[1])
-            stall = (gap * 1000.0, ran * 1000.0, queued * 1000.0)
+            _, gap, ran, queued, armed = max(near, key=lambda stall: stall[1])
+            stall = (gap * 1000.0, ran * 1000.0, queued * 1000.0, armed * 1000.0)
     call_seconds = calls * wall
     return Step(
         calls=calls,
@@ -267,6 +274,7 @@ def run_step(calls: int, args: argparse.Namespace, audio: bytes) -> Step:
         stall_ms=stall[0],
         stall_ran_ms=stall[1],
         stall_queued_ms=stall[2],
+        stall_armed_ms=stall[3],
         stalls=stalls,
         missing=sum(r["missing"] for r in results),
         late=sum(r["bursts"] for r in results),
@@ -301,7 +309,7 @@ def report(step: Step) -> None:
             f"late frames within {step.late_span_ms:.0f} ms (control timer "
             f"{step.control_at_late_ms:.1f} ms late then; the server's loop stalled "
             f"{step.stall_ms:.1f} ms: ran {step.stall_ran_ms:.1f}, queued "
-            f"{step.stall_queued_ms:.1f})  "
+            f"{step.stall_queued_ms:.1f}, timer due after {step.stall_armed_ms:.1f})  "
             if step.late
             else ""
         )

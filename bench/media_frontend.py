@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import logging
+import math
 import os
 import time
 from dataclasses import asdict
@@ -39,25 +40,32 @@ STT_CHUNK_MS = 100  # audio is resampled for STT in chunks this long (20: every 
 STALL_GAP_S = 0.004  # a pacer wake this long after the one before is recorded as a stall
 
 
+Stall = tuple[float, float, float, float, float]
+
+
 class StallProbe:
     """Where the server's time went when its pacer woke late: wraps the pacer's wake-up and
     reads the loop thread's scheduler counters (``/proc/thread-self/schedstat``: time run on
     a CPU, time waited on a run queue) at the end of each one. A gap of ``gap_s`` or more
     between the ends of two wake-ups (the writes of the second included) is recorded as
-    ``(ended_at, gap, ran, queued)`` seconds: ``ran`` is the thread's time on a CPU in it (its
-    own work, the kernel's work in its system calls, and on a kernel without IRQ time
+    ``(ended_at, gap, ran, queued, armed)`` seconds: ``ran`` is the thread's time on a CPU in
+    it (its own work, the kernel's work in its system calls, and on a kernel without IRQ time
     accounting the softirqs that ran on its CPU), ``queued`` its wait for a CPU behind other
-    processes, and the rest the time it neither ran nor waited for a CPU though its timer was
-    due: its virtual CPU was held by the hypervisor (steal, which a KVM guest leaves out of
-    ``ran``; the loop sleeps at most ~1 ms past a due timer). One ``pread`` per wake-up, about
-    1,000 a second: counted in the server's CPU like the rest of it."""
+    processes, ``armed`` how soon after the gap began the pacer's timer was due; the rest of
+    the gap the thread neither ran nor waited for a CPU: it slept (in ``epoll_wait``, its
+    timer due after ``armed``) or its virtual CPU was held by the hypervisor (steal, which a
+    KVM guest leaves out of ``ran``; a timer on a halted virtual CPU also fires only when the
+    host runs that CPU again). One ``pread`` per wake-up, about 1,000 a second: counted in the
+    server's CPU like the rest of it."""
 
     def __init__(self, pacer: Pacer, gap_s: float = STALL_GAP_S) -> None:
         self.gap_s = gap_s
-        self.stalls: list[tuple[float, float, float, float]] = []
+        self.stalls: list[Stall] = []
+        self._pacer = pacer
         self._fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
         self._wake = pacer._wake
         self._last = self._read()
+        self._due = math.inf  # when the pacer's timer was due, as the last wake-up left it
         pacer._wake = self._probe  # type: ignore[method-assign]
 
     def _read(self) -> tuple[float, int, int]:
@@ -70,11 +78,19 @@ class StallProbe:
         at, ran, queued = self._last
         if now[0] - at >= self.gap_s and len(self.stalls) < 100_000:
             self.stalls.append(
-                (now[0], now[0] - at, (now[1] - ran) * 1e-9, (now[2] - queued) * 1e-9)
+                (
+                    now[0],
+                    now[0] - at,
+                    (now[1] - ran) * 1e-9,
+                    (now[2] - queued) * 1e-9,
+                    self._due - at,
+                )
             )
         self._last = now
+        pacer = self._pacer
+        self._due = pacer._timer_tick * pacer.slot_s if pacer._timer is not None else math.inf
 
-    def since(self, start: float) -> list[tuple[float, float, float, float]]:
+    def since(self, start: float) -> list[Stall]:
         return [stall for stall in self.stalls if stall[0] >= start]
 
 

@@ -74,16 +74,26 @@ def test_a_stall_the_control_process_also_saw_is_measured_again(bench) -> None:
 def test_a_stall_the_server_spent_off_the_cpu_is_measured_again(bench) -> None:
     unseen = dict(control_at_late_ms=0.5)  # the control process ran on time
     # the server's loop stalled 8.8 ms, of which it ran 3.2: kept off the CPU for 5.6
-    held = step(bench, stall_ms=8.8, stall_ran_ms=3.2, stall_queued_ms=0.9, **unseen)
+    held = step(
+        bench, stall_ms=8.8, stall_ran_ms=3.2, stall_queued_ms=0.9, stall_armed_ms=0.6, **unseen
+    )
     assert held.stalled_outside
+    # the loop slept because the pacer's own timer was set for later: the server's doing
+    assert not step(
+        bench, stall_ms=8.8, stall_ran_ms=0.3, stall_armed_ms=7.0, **unseen
+    ).stalled_outside
     # its own work made the stall: that is the server falling behind
-    assert not step(bench, stall_ms=9.0, stall_ran_ms=7.5, **unseen).stalled_outside
+    assert not step(
+        bench, stall_ms=9.0, stall_ran_ms=7.5, stall_armed_ms=0.5, **unseen
+    ).stalled_outside
     # off the CPU too briefly to explain a frame 10 ms late
-    assert not step(bench, stall_ms=6.0, stall_ran_ms=3.0, **unseen).stalled_outside
+    assert not step(
+        bench, stall_ms=6.0, stall_ran_ms=3.0, stall_armed_ms=0.5, **unseen
+    ).stalled_outside
     # no stall of the loop near the late frames, and no witness: counted against the server
     assert not step(bench, **unseen).stalled_outside
     # late frames spread over seconds are not one stall, whatever the loop saw
-    spread = dict(stall_ms=8.8, stall_ran_ms=1.0, late_span_ms=3000.0, **unseen)
+    spread = dict(stall_ms=8.8, stall_ran_ms=1.0, stall_armed_ms=0.5, late_span_ms=3000.0, **unseen)
     assert not step(bench, **spread).stalled_outside
 
 
@@ -112,7 +122,7 @@ def test_the_stall_probe_tells_the_loops_own_work_from_time_off_the_cpu(bench) -
         def on_tick(self, deadline: float, skipped: int) -> None:
             pass
 
-    async def scenario() -> list[tuple[float, float, float, float]]:
+    async def scenario() -> list[tuple[float, float, float, float, float]]:
         pacer = Pacer(asyncio.get_running_loop(), 0.002, slots=1)  # a wake every 2 ms
         pacer.add(Quiet())
         probe = media_frontend.StallProbe(pacer, gap_s=0.015)
@@ -128,6 +138,7 @@ def test_the_stall_probe_tells_the_loops_own_work_from_time_off_the_cpu(bench) -
 
     stalls = asyncio.run(scenario())
     assert len(stalls) == 2, stalls
-    (_, busy_gap, busy_ran, _), (_, idle_gap, idle_ran, idle_queued) = stalls
+    (_, busy_gap, busy_ran, _, busy_due), (_, idle_gap, idle_ran, idle_queued, idle_due) = stalls
     assert busy_gap >= 0.028 and busy_ran >= 0.015  # ran most of it (2 cores, a busy CI)
     assert idle_gap >= 0.028 and idle_ran < 0.005 and idle_queued < 0.015
+    assert busy_due <= 0.0025 and idle_due <= 0.0025  # its timer was due within a sub-tick
