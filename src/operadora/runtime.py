@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -18,6 +20,39 @@ def freeze_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+_URGENT: dict[int, list[weakref.WeakMethod[Callable[[], None]]]] = {}
+
+
+def add_urgent_work(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    """Register ``callback`` (a bound method, held weakly) as work on ``loop`` that must not
+    wait behind long computations: the media server's paced writes. Code that runs long on
+    the loop (a VAD batch of many calls) calls :func:`run_urgent_work` between its chunks."""
+    refs = _URGENT.setdefault(id(loop), [])
+    refs[:] = [ref for ref in refs if ref() is not None]
+    refs.append(weakref.WeakMethod(callback))
+
+
+def remove_urgent_work(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    refs = _URGENT.get(id(loop), [])
+    refs[:] = [ref for ref in refs if ref() not in (None, callback)]
+    if not refs:
+        _URGENT.pop(id(loop), None)
+
+
+def run_urgent_work() -> None:
+    """Run the running loop's urgent work now (each callback is cheap when nothing is due).
+    A registered callback keeps its loop alive, so a loop's id is not reused while any of
+    them lives; callbacks whose owner is gone are skipped."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    for ref in _URGENT.get(id(loop), ()):
+        callback = ref()
+        if callback is not None:
+            callback()
 
 
 def blas_on_one_thread() -> None:

@@ -8,6 +8,7 @@ import pytest
 from operadora.audio.vad import SileroVad
 from operadora.audio.vad_batch import SileroBatch
 from operadora.audio.vad_pcm import PcmVadRunner, shared_pcm_runner
+from operadora.runtime import add_urgent_work, remove_urgent_work
 from support import recorded_prompt as prompt
 
 pytestmark = pytest.mark.unit
@@ -26,11 +27,11 @@ def reference(pcm: bytes, rate: int) -> list[float]:
     return [vad.speech_probability(audio[i : i + size]) for i in starts]
 
 
-@pytest.mark.parametrize("rate", [8000, 16000])
-async def test_calls_fed_in_any_chunks_get_what_their_own_model_says(rate: int) -> None:
+@pytest.mark.parametrize(("rate", "chunk"), [(8000, 64), (16000, 64), (8000, 2)])
+async def test_calls_fed_in_any_chunks_get_what_their_own_model_says(rate: int, chunk: int) -> None:
     pcm = slin(prompt(rate)[: rate * 4])
     batch = SileroBatch(rate)
-    runner = PcmVadRunner(batch, wait_s=0.004)
+    runner = PcmVadRunner(batch, wait_s=0.004, chunk=chunk)  # 2: every round in two runs
     # three calls: the prompt in 20 ms frames, in odd chunks, and a quieter one 100 ms late
     quiet = slin(prompt(rate)[: rate * 4] * 0.1)
     feeds = [(pcm, rate // 50 * 2), (pcm, 666), (quiet, rate // 50 * 2)]
@@ -96,6 +97,39 @@ async def test_ended_calls_get_nothing_and_bad_input_is_refused() -> None:
         PcmVadRunner(batch, wait_s=-1)
     with pytest.raises(ValueError):
         PcmVadRunner(batch, max_batch=0)
+    with pytest.raises(ValueError):
+        PcmVadRunner(batch, chunk=0)
+
+
+async def test_a_big_batch_lets_the_loops_urgent_work_go_between_its_runs() -> None:
+    batch = SileroBatch(8000)
+    runner = PcmVadRunner(batch, wait_s=0.05, chunk=2)
+    events: list[str] = []
+
+    class Writes:  # stands for the media server's pacer
+        def serve_due(self) -> None:
+            events.append("urgent")
+
+    writes = Writes()
+    add_urgent_work(asyncio.get_running_loop(), writes.serve_due)
+    try:
+        streams = [
+            runner.stream(lambda index, p, c=c: events.append(f"{c}:{index}")) for c in "abcde"
+        ]
+        for stream in streams:
+            runner.feed(stream, bytes(512))
+        runner.feed(streams[0], bytes(512))  # a second window: a second round for it
+        runner.flush()
+    finally:
+        remove_urgent_work(asyncio.get_running_loop(), writes.serve_due)
+    # runs of two windows: (a, b), (c, d), (e), then a's second window; urgent work between
+    assert events == [
+        "a:0", "b:0", "urgent", "c:0", "d:0", "urgent", "e:0", "urgent", "a:1",
+    ]  # fmt: skip
+    events.clear()
+    runner.feed(streams[1], bytes(512))
+    runner.flush()
+    assert events == ["b:1"]  # removed: no longer called
 
 
 async def test_a_failing_callback_or_batch_loses_only_its_own_results(

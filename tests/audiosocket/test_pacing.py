@@ -10,6 +10,7 @@ import time
 import pytest
 
 from operadora.audiosocket.pacing import FrameClock, MediaStats, Pacer
+from operadora.runtime import run_urgent_work
 
 pytestmark = pytest.mark.unit
 
@@ -101,3 +102,27 @@ async def test_pacer_on_a_real_loop_stays_on_its_grid_through_a_stall() -> None:
     later_skips = sum(s for _, s in recorder.ticks[1:])
     assert len(recorder.ticks) + later_skips == round(steps[-1]) + 1  # each deadline once
     assert pacer.ticks == len(recorder.ticks)
+
+
+async def test_long_work_on_the_loop_lets_the_due_writes_go_through_the_urgent_hook() -> None:
+    loop = asyncio.get_running_loop()
+    pacer = Pacer(loop, FRAME)
+    recorder = Recorder()
+    pacer.add(recorder)
+    await asyncio.sleep(0.05)
+    seen: list[int] = []
+
+    def long_work() -> None:  # e.g. a VAD batch of many calls, in chunks
+        before = len(recorder.ticks)
+        time.sleep(FRAME * 1.5)  # a chunk's worth of work: a deadline passes
+        run_urgent_work()  # between chunks
+        seen.append(len(recorder.ticks) - before)
+
+    loop.call_soon(long_work)
+    await asyncio.sleep(0.01)
+    assert seen == [1]  # the due frame was written inside the long work, not after it
+    pacer.close()
+    seen.clear()
+    loop.call_soon(long_work)
+    await asyncio.sleep(0.05)
+    assert seen == [0]  # a closed pacer is no longer urgent work

@@ -26,11 +26,15 @@ import numpy.typing as npt
 
 from operadora.audio.pcm import SAMPLE_BYTES
 from operadora.audio.vad_batch import SileroBatch
+from operadora.runtime import run_urgent_work
 
 log = logging.getLogger(__name__)
 
 WindowResult = Callable[[int, float], None]
 _SCALE = np.float32(1.0 / 32768.0)
+# windows per model run: ~1 ms of the loop on a 2-core VM (13-27 us a window in a batch);
+# a flush of more runs in chunks with the paced writes served between them
+CHUNK_WINDOWS = 64
 
 
 class PcmVadStream:
@@ -58,18 +62,29 @@ class PcmVadRunner:
     its audio in chunks of any (whole-sample) size. A batch runs when ``wait_s`` has passed
     since the first window became ready, or at once when ``max_batch`` streams have one.
     A stream with several windows ready is scored in rounds, one window per stream per model
-    run (its state carries from one window to the next). :meth:`close_stream` stops results
-    for a call that has ended; a callback that raises is logged and the others still run.
+    run (its state carries from one window to the next), and a round of more than ``chunk``
+    streams in several runs, with the loop's urgent work (the paced writes) between them.
+    :meth:`close_stream` stops results for a call that has ended; a callback that raises is
+    logged and the others still run.
     """
 
-    def __init__(self, batch: SileroBatch, wait_s: float = 0.010, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        batch: SileroBatch,
+        wait_s: float = 0.010,
+        max_batch: int = 256,
+        chunk: int = CHUNK_WINDOWS,
+    ) -> None:
         if wait_s < 0:
             raise ValueError(f"wait_s must not be negative, got {wait_s}")
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        if chunk < 1:
+            raise ValueError(f"chunk must be at least 1, got {chunk}")
         self.batch = batch
         self.wait_s = wait_s
         self.max_batch = max_batch
+        self.chunk = chunk
         self.sample_rate = batch.sample_rate
         self.window_samples = batch.window_samples
         self._window_bytes = batch.window_samples * SAMPLE_BYTES
@@ -107,37 +122,51 @@ class PcmVadRunner:
         self._ready.pop(stream, None)
 
     def flush(self) -> None:
-        """Score every whole window pending now."""
+        """Score every whole window pending now, at most ``chunk`` windows per model run.
+
+        Between runs the loop's urgent work goes first (:func:`run_urgent_work`: the media
+        server's paced writes), so a big batch (many calls, or a backlog after a stall) holds
+        the writes back by one run's time, not the whole batch's."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         streams = list(self._ready)
         self._ready.clear()
         need = self._input_bytes
+        chunk = self.chunk
+        first = True
         while streams:
-            try:
-                probabilities = self._score(streams)
-            except Exception:
-                log.exception(
-                    "VAD batch of %d windows failed; those calls' whole windows are dropped",
-                    len(streams),
-                )
-                step = self._window_bytes
-                for stream in streams:  # indices still count them: results keep their place
-                    dropped = (len(stream._pcm) - self._context_bytes) // step
-                    stream.windows += dropped
-                    del stream._pcm[: dropped * step]
-                return
-            for stream, probability in zip(streams, probabilities.tolist(), strict=True):
-                index = stream.windows
-                stream.windows = index + 1
-                if stream.closed:
-                    continue
-                try:
-                    stream.on_result(index, probability)
-                except Exception:
-                    log.exception("VAD result callback failed")
+            for start in range(0, len(streams), chunk):
+                if not first:
+                    run_urgent_work()
+                first = False
+                self._score_part(streams[start : start + chunk])
             streams = [s for s in streams if len(s._pcm) >= need and not s.closed]
+
+    def _score_part(self, streams: list[PcmVadStream]) -> None:
+        """One window of each of ``streams``, scored and delivered."""
+        try:
+            probabilities = self._score(streams)
+        except Exception:
+            log.exception(
+                "VAD batch of %d windows failed; those calls' whole windows are dropped",
+                len(streams),
+            )
+            step = self._window_bytes
+            for stream in streams:  # indices still count them: results keep their place
+                dropped = (len(stream._pcm) - self._context_bytes) // step
+                stream.windows += dropped
+                del stream._pcm[: dropped * step]
+            return
+        for stream, probability in zip(streams, probabilities.tolist(), strict=True):
+            index = stream.windows
+            stream.windows = index + 1
+            if stream.closed:
+                continue
+            try:
+                stream.on_result(index, probability)
+            except Exception:
+                log.exception("VAD result callback failed")
 
     def _score(self, streams: list[PcmVadStream]) -> npt.NDArray[np.float32]:
         """One window of each stream (context + window from the front of its buffer)."""

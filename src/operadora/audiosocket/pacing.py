@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from operadora.runtime import add_urgent_work, remove_urgent_work
+
 _BUCKET_MS = 0.1
 _BUCKETS = 1000  # 0..100 ms in 0.1 ms steps, then one overflow bucket
 
@@ -203,6 +205,8 @@ class Pacer:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_tick = 0
         self.ticks = 0  # wake-ups that wrote at least one frame
+        # long work on the loop (the VAD's batches) lets due writes go between its chunks
+        add_urgent_work(loop, self.serve_due)
 
     def __len__(self) -> int:
         return len(self._lanes)
@@ -232,6 +236,7 @@ class Pacer:
             self._timer = None
 
     def close(self) -> None:
+        remove_urgent_work(self._loop, self.serve_due)
         self._lanes.clear()
         for bucket in self._buckets:
             bucket.clear()
