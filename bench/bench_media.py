@@ -244,7 +244,7 @@ def run_step(calls: int, args: argparse.Namespace, audio: bytes) -> Step:
         len(window_stalls),
         sum(s[2] for s in window_stalls),
         sum(s[3] for s in window_stalls),
-        sum(s[1] - s[2] - s[3] for s in window_stalls),
+        sum(max(0.0, s[1] - s[2] - s[3]) for s in window_stalls),  # clock skew: never < 0
     )
     if late_at.size:
         first, last = float(late_at.min()), float(late_at.max())
