@@ -22,34 +22,39 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
-_URGENT: dict[int, list[weakref.WeakMethod[Callable[[], None]]]] = {}
+_URGENT: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, list[weakref.WeakMethod[Callable[[], None]]]
+] = weakref.WeakKeyDictionary()
 
 
 def add_urgent_work(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
     """Register ``callback`` (a bound method, held weakly) as work on ``loop`` that must not
     wait behind long computations: the media server's paced writes. Code that runs long on
     the loop (a VAD batch of many calls) calls :func:`run_urgent_work` between its chunks."""
-    refs = _URGENT.setdefault(id(loop), [])
+    refs = _URGENT.setdefault(loop, [])
     refs[:] = [ref for ref in refs if ref() is not None]
     refs.append(weakref.WeakMethod(callback))
 
 
 def remove_urgent_work(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
-    refs = _URGENT.get(id(loop), [])
+    refs = _URGENT.get(loop, [])
     refs[:] = [ref for ref in refs if ref() not in (None, callback)]
     if not refs:
-        _URGENT.pop(id(loop), None)
+        _URGENT.pop(loop, None)
 
 
 def run_urgent_work() -> None:
-    """Run the running loop's urgent work now (each callback is cheap when nothing is due).
-    A registered callback keeps its loop alive, so a loop's id is not reused while any of
-    them lives; callbacks whose owner is gone are skipped."""
+    """Run the running loop's urgent work now (each callback is cheap when nothing is due;
+    those whose owner is gone are skipped). Neither the loops nor the owners are kept alive
+    by being registered."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return
-    for ref in _URGENT.get(id(loop), ()):
+    refs = _URGENT.get(loop)
+    if not refs:
+        return
+    for ref in tuple(refs):  # a callback may add or remove urgent work
         callback = ref()
         if callback is not None:
             callback()

@@ -48,3 +48,14 @@ async def test_urgent_work_runs_for_its_own_loop_only_and_is_held_weakly() -> No
 
 def test_without_a_running_loop_there_is_nothing_to_run() -> None:
     run_urgent_work()  # no loop: returns, raises nothing
+
+
+def test_a_loop_with_urgent_work_registered_can_still_be_collected() -> None:
+    loop = asyncio.new_event_loop()
+    work = Counter()
+    add_urgent_work(loop, work.serve_due)  # never removed
+    loop.close()
+    gone = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert gone() is None  # the registry holds loops weakly
