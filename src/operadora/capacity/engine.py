@@ -152,10 +152,11 @@ class SttSpin:
     (OpenBLAS's after the log-mel features' matrix products, when BLAS threads are free), so
     a decode followed by an idle gap can cost more CPU than one followed at once by the next:
     measured with BLAS threads free, 160 ms of CPU back to back against 198 after a gap of
-    100 ms or more (and 183 after 20 ms); with ``WhisperStt`` holding BLAS to one thread, as it
-    now does, about none. At the light loads nearly every decode is followed by a gap; near
-    the maximum they run back to back. ``busy_cpu_ms`` (back to back), ``gap100_cpu_ms`` and
-    ``gap10_cpu_ms`` are CPU ms per decode of the same utterance, ``decode_ms`` its time.
+    100 ms or more (and 183 after 20 ms); with BLAS held to one thread, as the engines'
+    process now does (``runtime.blas_on_one_thread``), about none. At the light loads nearly
+    every decode is followed by a gap; near the maximum they run back to back.
+    ``busy_cpu_ms`` (back to back), ``gap100_cpu_ms`` and ``gap10_cpu_ms`` are CPU ms per
+    decode of the same utterance, ``decode_ms`` its time.
     """
 
     decode_ms: float
@@ -188,8 +189,12 @@ class SttSpin:
 
 def parse_stt_spin(value: str) -> SttSpin | None:
     """``decode 82.8 busy_cpu 160.0 gap10_cpu 172.0 gap100_cpu 198.0``; None if malformed."""
-    keys = {"decode": "decode_ms", "busy_cpu": "busy_cpu_ms", "gap10_cpu": "gap10_cpu_ms"}
-    keys["gap100_cpu"] = "gap100_cpu_ms"
+    keys = {
+        "decode": "decode_ms",
+        "busy_cpu": "busy_cpu_ms",
+        "gap10_cpu": "gap10_cpu_ms",
+        "gap100_cpu": "gap100_cpu_ms",
+    }
     found = _number_pairs(value, set(keys))
     if found is None or set(found) != set(keys) or found["busy_cpu"] <= 0:
         return None
@@ -367,10 +372,9 @@ class EngineModel:
         stretch = self.stretch(calls)
         if not math.isfinite(stretch):
             return math.inf, math.inf
-        if self.spin is None:
-            whisper = self.stt.total_ms_per_s(calls) / 1000
-            if self.others(calls) + whisper > self.cores:
-                return math.inf, whisper  # over-committed: no need to simulate
+        curve = self.stt.total_ms_per_s(calls) / 1000 if self.spin is None else 0.0
+        if self.spin is None and self.others(calls) + curve > self.cores:
+            return math.inf, curve  # over-committed: no need to simulate
         rng = random.Random(SEED + calls)
         decode = self.decode_s * stretch
         extra = (stretch - 1) * self.decode_s  # the turn's own decode is slower too
@@ -420,7 +424,7 @@ class EngineModel:
             # the caller hears the answer, then speaks again: varied utterances and answers
             heapq.heappush(arrivals, (free_at + think * rng.uniform(0.5, 1.5), caller))
         if spin is None:
-            return p95(latencies), self.stt.total_ms_per_s(calls) / 1000
+            return p95(latencies), curve
         span = max(free_at - began_at, 1e-9)
         return p95(latencies), (ran_total * self.decode_cpu_ms + spin_ms) / 1000 / span
 

@@ -85,7 +85,9 @@ class MiniLmEncoder:
         )
         self._heads = 12
         self._lock = threading.Lock()
-        # small matrices gain nothing from BLAS threads, which spin on a busy CPU
+        # small matrices gain nothing from BLAS threads, which spin on a busy CPU (numpy's
+        # OpenBLAS honours this only on the main thread; on a worker thread the process-wide
+        # limit that build_engines sets is what holds)
         self._blas = one_blas_thread()
 
     def encode(self, texts: list[str]) -> Matrix:

@@ -98,7 +98,9 @@ class WhisperStt:
         self._lock = threading.Lock()  # one decode at a time per model keeps latency predictable
         # the log-mel features are numpy matrix products: with BLAS threads free, OpenBLAS's
         # threads spin after each one, and a decode cost 143 CPU ms where it took 72 (73 ms
-        # of CPU with one thread, the same decode time), measured on a 2-core VM
+        # of CPU with one thread, the same decode time), measured on a 2-core VM. numpy's
+        # OpenBLAS honours this limit only on the main thread (transcribe_sync called there);
+        # the executor's decodes rely on the process-wide one that build_engines sets
         self._one_blas = one_blas_thread()
         # decodes wait for the model in their own queue, not in asyncio's default workers where
         # they would hold up TTS and the agent near full load; a queued decode whose caller
