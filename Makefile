@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: venv demo test lint typecheck pytest bench bench-media bench-voice bench-calls bench-api bench-capacity system-deps clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py src/operadora/audiosocket/_native.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[all,dev]'

@@ -156,11 +156,12 @@ def run_step(calls: int, args: argparse.Namespace, audio: bytes) -> Step:
                 args.vad_thread,
                 args.vad_windows,
                 args.stt_chunk_ms,
+                args.engine,
             ),
             daemon=True,
         )
         proc.start()
-        tag, got_port = parent.recv()
+        tag, got_port, args.server_kind = parent.recv()
         assert tag == "ready"
         port = got_port if index == 0 else port
         servers.append((proc, parent))
@@ -359,6 +360,17 @@ def main() -> None:
         default=100,
         help="resample the audio for STT in chunks this long (20: every frame)",
     )
+    parser.add_argument(
+        "--engine",
+        choices=["auto", "native", "asyncio"],
+        default="auto",
+        help="the media server's engine (media.engine; auto: the native one where built)",
+    )
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="skip the last step: the asyncio engine at the best N, for the ratio",
+    )
     parser.add_argument("--no-uvloop", action="store_true")
     parser.add_argument(
         "--aligned",
@@ -390,7 +402,7 @@ def main() -> None:
         f"bench-media: vad={args.vad}@{args.vad_rate}"
         f"{' (worker thread)' if args.vad_thread else ' (on the loop)'}"
         f"{' windows' if args.vad_windows or args.vad_thread else ' pcm'} "
-        f"stt-chunk={args.stt_chunk_ms}ms workers={args.workers} "
+        f"stt-chunk={args.stt_chunk_ms}ms engine={args.engine} workers={args.workers} "
         f"uvloop={not args.no_uvloop} phases={'aligned' if args.aligned else 'spread'} "
         f"generators={args.generators} priority={args.priority} cores={os.cpu_count()} "
         f"load={os.getloadavg()[0]:.2f} quick={args.quick}",
@@ -486,6 +498,21 @@ def main() -> None:
         max_calls = 0
     else:
         max_calls = best.calls
+    if not args.no_baseline and args.engine != "asyncio" and max_calls:
+        # the same front end on the asyncio engine (everything on the event loop), same N
+        kind = args.server_kind
+        args.engine = "asyncio"
+        print(f"baseline: the asyncio engine at N={max_calls} ({kind} above)", flush=True)
+        base = run_step(max_calls, args, audio)
+        report(base)
+        print(
+            f"engine ratio at N={max_calls}: {kind} {best.cpu_ms_per_call_second:.3f} against "
+            f"asyncio {base.cpu_ms_per_call_second:.3f} ms/call-s = "
+            f"{base.cpu_ms_per_call_second / best.cpu_ms_per_call_second:.2f}x the calls per "
+            f"core; pacing p99 {best.pacing_p99_ms:.2f} against {base.pacing_p99_ms:.2f} ms "
+            f"(asyncio {'ok' if base.ok else 'BROKEN'} there)",
+            flush=True,
+        )
     print(f"calls_per_core: {int(1000.0 / best.cpu_ms_per_call_second)}")
     print(f"cpu_ms_per_call_second: {best.cpu_ms_per_call_second:.3f}")
     print(f"pacing_p99_ms: {best.pacing_p99_ms:.2f}")

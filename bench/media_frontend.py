@@ -24,6 +24,7 @@ from operadora.audio.resample import StreamResampler
 from operadora.audio.vad import SileroVad
 from operadora.audio.vad_batch import SileroBatch, SileroBatchRunner
 from operadora.audio.vad_pcm import PcmVadRunner
+from operadora.audiosocket.native import NativeSession
 from operadora.audiosocket.pacing import Pacer
 from operadora.audiosocket.server import start_media_server
 from operadora.audiosocket.session import AudioSocketSession
@@ -189,7 +190,7 @@ class Frontend:
             session.play(pcm, item.sample_rate)  # the echo, paced like agent audio
 
         try:
-            if isinstance(session, AudioSocketSession) and self.receiver:
+            if isinstance(session, AudioSocketSession | NativeSession) and self.receiver:
                 # frames are handled as they are read (no inbox, no task switch per frame)
                 session.set_receiver(on_item)
                 async for _ in session.inbound():
@@ -213,6 +214,7 @@ def server_main(
     vad_threaded: bool = False,
     vad_windows: bool = False,
     stt_chunk_ms: int = STT_CHUNK_MS,
+    engine: str = "auto",
 ) -> None:
     raise_priority(priority)
     # peers that vanish when a load step ends would log one warning each
@@ -230,7 +232,7 @@ def server_main(
             vad_windows=vad_windows,
             stt_chunk_ms=stt_chunk_ms,
         )
-        loop.run_until_complete(_serve(conn, port, frontend, reuse_port))
+        loop.run_until_complete(_serve(conn, port, frontend, reuse_port, engine))
     finally:
         loop.close()
         if profiler is not None and profile_to:
@@ -238,12 +240,16 @@ def server_main(
             profiler.dump_stats(f"{profile_to}.{os.getpid()}")
 
 
-async def _serve(conn: Connection, port: int, frontend: Frontend, reuse_port: bool) -> None:
-    settings = MediaSettings(port=port, keepalive_after_s=0.5)
+async def _serve(
+    conn: Connection, port: int, frontend: Frontend, reuse_port: bool, engine: str
+) -> None:
+    settings = MediaSettings(port=port, keepalive_after_s=0.5, engine=engine)  # type: ignore[arg-type]
     server = await start_media_server(settings, frontend.handle, reuse_port=reuse_port)
-    probe = StallProbe(server.pacer)
+    # the asyncio server's writes wait on its loop: probe the loop; the native engine writes
+    # from its own thread, which the loop's stalls do not hold up
+    probe = StallProbe(server.pacer) if isinstance(server.pacer, Pacer) else None
     freeze_heap()  # as the media server and the voice engines do once started
-    conn.send(("ready", server.port))
+    conn.send(("ready", server.port, type(server).__name__))
     loop = asyncio.get_running_loop()
     done = loop.create_future()
 
@@ -264,7 +270,7 @@ async def _serve(conn: Connection, port: int, frontend: Frontend, reuse_port: bo
                 {
                     "sessions": server.sessions,
                     "stats": asdict(server.stats()),
-                    "stalls": probe.since(time.monotonic() - 60.0),
+                    "stalls": probe.since(time.monotonic() - 60.0) if probe is not None else [],
                 }
             )
         elif not done.done():

@@ -84,6 +84,9 @@ class MediaSettings(_Section):
     max_payload: int = Field(8192, gt=0, le=65535)
     frame_ms: int = Field(20, gt=0)
     workers: int = Field(1, ge=1)
+    # native: the C engine reads, frames and paces the audio on its own thread (Linux, built at
+    # install); asyncio: all of it on the event loop; auto: native where it was built
+    engine: Literal["auto", "native", "asyncio"] = "auto"
     uvloop: bool = True
     # rate assumed until the first inbound audio frame names it (the dialplan app is 8 kHz)
     default_sample_rate: Literal[8000, 16000] = 8000

@@ -12,6 +12,7 @@ import pytest
 
 from operadora.audio.resample import resample
 from operadora.audiosocket.handlers import echo_handler, listen_handler
+from operadora.audiosocket.native import NativeSession
 from operadora.audiosocket.peer import AsteriskPeer
 from operadora.audiosocket.protocol import AudioFrame, HangupFrame, serialize
 from operadora.audiosocket.session import AudioSocketSession
@@ -88,9 +89,8 @@ async def test_session_contract_uuid_dtmf_and_end_of_inbound(media_server) -> No
         assert session.call_uuid == call
         assert server.session(call) is session  # the call's connection, found by its UUID
         live = server.session(call)
-        assert live is not None and live._transport is not None
-        sock = live._transport.get_extra_info("socket")
-        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert live is not None
+        assert live.socket_option(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         assert session.sample_rate == 16000
         assert [type(i) for i in seen] == [AudioIn, DtmfIn, AudioIn]
         assert isinstance(seen[1], DtmfIn) and seen[1].digit == "5"
@@ -330,7 +330,7 @@ async def test_a_receiver_gets_every_frame_in_order_without_the_inbox(media_serv
     ended: list[bool] = []
 
     async def handler(session: MediaSession) -> None:
-        assert isinstance(session, AudioSocketSession)
+        assert isinstance(session, AudioSocketSession | NativeSession)
         session.set_receiver(got.append)
         async for _ in session.inbound():  # yields nothing now; ends with the call
             raise AssertionError("an item went to the inbox")
@@ -357,7 +357,7 @@ async def test_a_failing_receiver_ends_only_its_call(media_server, caplog) -> No
         raise RuntimeError("pipeline bug")
 
     async def handler(session: MediaSession) -> None:
-        assert isinstance(session, AudioSocketSession)
+        assert isinstance(session, AudioSocketSession | NativeSession)
         if session.call_uuid.int % 2:
             session.set_receiver(broken)
         async for _ in session.inbound():

@@ -7,6 +7,7 @@ import logging
 import socket
 import uuid
 
+from operadora.audiosocket.native import NativeMediaServer, native_available, start_native_server
 from operadora.audiosocket.pacing import MediaStats, Pacer
 from operadora.audiosocket.session import AudioSocketSession
 from operadora.config import MediaSettings
@@ -108,14 +109,24 @@ class MediaServer:
             self._server = None
 
 
+AnyMediaServer = MediaServer | NativeMediaServer
+"""What :func:`start_media_server` returns: the same interface either way."""
+
+
 async def start_media_server(
     settings: MediaSettings, handler: SessionHandler, *, reuse_port: bool = False
-) -> MediaServer:
+) -> AnyMediaServer:
     """Listen on ``settings.host:settings.port`` (port 0 picks a free one; see ``.port``).
+
+    ``settings.engine`` picks the server: ``native`` (the C engine of
+    :mod:`operadora.audiosocket.native`), ``asyncio`` (:class:`MediaServer`, everything on the
+    event loop) or ``auto`` (native where it was built, else asyncio). Both behave the same.
 
     With ``reuse_port`` (or ``settings.workers > 1``) the socket is opened with SO_REUSEPORT so
     several worker processes can share the port and the kernel spreads connections over them.
     """
+    if settings.engine == "native" or (settings.engine == "auto" and native_available()):
+        return await start_native_server(settings, handler, reuse_port=reuse_port)
     server = MediaServer(settings, handler, reuse_port=reuse_port)
     await server._listen()
     return server

@@ -218,6 +218,20 @@ class AudioSocketSession(asyncio.Protocol):
     def call_label(self) -> str:
         return str(self._uuid) if self._uuid is not None else "-"
 
+    def socket_option(self, level: int, option: int) -> int:
+        """An option of the connection's socket (e.g. ``TCP_NODELAY``), read from the kernel."""
+        transport = self._transport
+        sock = None if transport is None else transport.get_extra_info("socket")
+        if sock is None:
+            raise RuntimeError("the connection is closed")
+        return int(sock.getsockopt(level, option))
+
+    @property
+    def write_buffer_size(self) -> int:
+        """Bytes written but not yet taken by the peer's socket."""
+        transport = self._transport
+        return 0 if transport is None else transport.get_write_buffer_size()
+
     # --- asyncio.Protocol -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from operadora.audiosocket.handlers import HANDLERS
 from operadora.audiosocket.pacing import MediaStats
-from operadora.audiosocket.server import MediaServer, start_media_server
+from operadora.audiosocket.server import AnyMediaServer, start_media_server
 from operadora.config import MediaSettings
 from operadora.runtime import freeze_heap
 
@@ -48,7 +48,7 @@ async def serve(
     settings: MediaSettings,
     handler_name: str,
     stop: asyncio.Event,
-    report: Callable[[MediaServer], None] | None = None,
+    report: Callable[[AnyMediaServer], None] | None = None,
     *,
     reuse_port: bool = False,
 ) -> None:
@@ -67,7 +67,7 @@ async def serve(
         await server.close()
 
 
-def server_snapshot(server: MediaServer) -> dict[str, Any]:
+def server_snapshot(server: AnyMediaServer) -> dict[str, Any]:
     stats = server.stats()
     return {
         "sessions": server.sessions,
@@ -92,7 +92,7 @@ def _worker_main(
     loop = new_event_loop(settings.uvloop)
     stop = asyncio.Event()
 
-    def report(server: MediaServer) -> None:
+    def report(server: AnyMediaServer) -> None:
         if stopping.is_set():
             stop.set()
         reports.put((index, server_snapshot(server)))
