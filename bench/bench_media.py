@@ -74,6 +74,7 @@ class Step:
     p99_limit_ms: float
     load_cpu_ms_per_call_second: float = 0.0
     sys_ms_per_call_second: float = 0.0
+    io_thread_ms_per_call_second: float = 0.0  # the native engine's I/O thread (its share)
     server_max_ms: float = 0.0  # the latest the server wrote any frame after its deadline
     late_span_ms: float = 0.0  # from the first to the last late frame (0: one or none)
     control_at_late_ms: float = 0.0  # the control timer's worst lateness around those frames
@@ -287,6 +288,11 @@ def run_step(calls: int, args: argparse.Namespace, audio: bytes) -> Step:
         timer_floor_p99_ms=float(np.percentile(floor_ms, 99)) if floor_ms.size else 0.0,
         p99_limit_ms=args.p99_limit,
         load_cpu_ms_per_call_second=sum(r["cpu_s"] for r in results) * 1000.0 / call_seconds,
+        io_thread_ms_per_call_second=sum(
+            a["io_thread_s"] - b["io_thread_s"] for a, b in zip(after, before, strict=True)
+        )
+        * 1000.0
+        / call_seconds,
         sys_ms_per_call_second=sum(
             a["sys_s"] - b["sys_s"] for a, b in zip(after, before, strict=True)
         )
@@ -298,7 +304,8 @@ def run_step(calls: int, args: argparse.Namespace, audio: bytes) -> Step:
 def report(step: Step) -> None:
     print(
         f"N={step.calls:5d}  cpu {step.cpu_ms_per_call_second:6.3f} ms/call-s "
-        f"(kernel {step.sys_ms_per_call_second:5.3f})  "
+        f"(kernel {step.sys_ms_per_call_second:5.3f}, "
+        f"I/O thread {step.io_thread_ms_per_call_second:5.3f})  "
         f"pacing p99 {step.pacing_p99_ms:6.2f} ms (max {step.pacing_max_ms:6.1f}, "
         f"server-side p99 {step.server_p99_ms:5.1f} max {step.server_max_ms:5.1f})  "
         f"missing {step.missing}  late {step.late}  "

@@ -95,6 +95,22 @@ class StallProbe:
         return [stall for stall in self.stalls if stall[0] >= start]
 
 
+def io_thread_cpu() -> float:
+    """CPU seconds of the native engine's I/O thread (named ``operadora-media``), else 0."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/stat") as stat:
+                text = stat.read()
+        except OSError:
+            continue
+        if "(operadora-media)" in text:
+            fields = text.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return total
+
+
 class Frontend:
     """What every call runs; ``vad`` is ``batch`` (one shared model, scored in batches on the
     loop), ``silero`` (a detector per call, on the loop) or ``none``. A batched VAD is fed the
@@ -260,6 +276,7 @@ async def _serve(
                 {
                     "cpu_s": time.process_time(),
                     "sys_s": os.times().system,  # the kernel's share (loopback TCP)
+                    "io_thread_s": io_thread_cpu(),
                     "at": time.monotonic(),
                     "windows": frontend.windows,
                     "speech_windows": frontend.speech_windows,
