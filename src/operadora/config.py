@@ -87,6 +87,10 @@ class MediaSettings(_Section):
     # native: the C engine reads, frames and paces the audio on its own thread (Linux, built at
     # install); asyncio: all of it on the event loop; auto: native where it was built
     engine: Literal["auto", "native", "asyncio"] = "auto"
+    # the native engine's I/O thread runs this much less nice (ahead of) the process's other threads
+    # (the VAD, the speech models) when permitted, so its paced writes are not queued behind
+    # them on a busy machine; 0 leaves it at the process's niceness
+    io_nice_boost: int = Field(5, ge=0, le=39)
     uvloop: bool = True
     # rate assumed until the first inbound audio frame names it (the dialplan app is 8 kHz)
     default_sample_rate: Literal[8000, 16000] = 8000

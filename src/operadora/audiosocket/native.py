@@ -512,6 +512,7 @@ class NativeMediaServer:
             write_buffer_limit=settings.write_buffer_limit,
             write_stall_s=settings.write_stall_s,
             default_rate=settings.default_sample_rate,
+            nice_boost=settings.io_nice_boost,
         )
         self.pacer = PacerView(self.engine)
         self._by_conn: dict[int, NativeSession] = {}
