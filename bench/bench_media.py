@@ -40,7 +40,11 @@ PROMPTS = [
 P99_LIMIT_MS = 5.0
 STALL_SPAN_MS = 100.0  # late frames within this span count as one event
 STALL_MS = 4.0  # the control timer this late around them witnesses a machine stall
-TIMER_DUE_MS = 2.0  # a loop stall is not the pacer's doing if its timer was due this soon
+TIMER_DUE_MS = 2.0
+WINDOWS_PER_SECOND = 31.25  # 32 ms VAD windows (256 samples at 8 kHz, 512 at 16 kHz)
+VAD_KEPT_UP = 0.99  # a step passes only if the VAD scored this share of the audio's windows
+LAG_LIMIT_MS = 20.0  # ... and the front end got 99 % of the frames within one frame of reading
+LAG_BUCKET_MS = 0.5  # a loop stall is not the pacer's doing if its timer was due this soon
 
 
 def caller_audio() -> bytes:
@@ -73,6 +77,9 @@ class Step:
     timer_floor_p99_ms: float
     p99_limit_ms: float
     load_cpu_ms_per_call_second: float = 0.0
+    vad_expected: float = 0.0  # windows per call-second the VAD must score (0: no VAD)
+    lag_p99_ms: float = 0.0  # frame read -> front end, p99 (the native engine reads aside)
+    lag_max_ms: float = 0.0
     sys_ms_per_call_second: float = 0.0
     io_thread_ms_per_call_second: float = 0.0  # the native engine's I/O thread (its share)
     server_max_ms: float = 0.0  # the latest the server wrote any frame after its deadline
@@ -101,6 +108,7 @@ class Step:
         deadlines it slept through, as it should)."""
         if (
             self.ok
+            or not self.kept_up
             or not (self.missing > 0 or self.late > 0)
             or self.connected != self.calls
             or self.closed_by_server
@@ -121,9 +129,19 @@ class Step:
         return self.server_lost == 0 and self.server_max_ms <= self.p99_limit_ms
 
     @property
+    def kept_up(self) -> bool:
+        """The front end did all its work in time: the VAD scored every window of the audio,
+        and the caller's frames reached the front end within a frame of being read."""
+        return (
+            self.vad_windows_per_call_second >= VAD_KEPT_UP * self.vad_expected
+            and self.lag_p99_ms <= LAG_LIMIT_MS
+        )
+
+    @property
     def ok(self) -> bool:
         return (
-            self.connected == self.calls
+            self.kept_up
+            and self.connected == self.calls
             and self.closed_by_server == 0
             and self.pacing_p99_ms <= self.p99_limit_ms
             and self.missing == 0
@@ -232,6 +250,18 @@ def run_step(calls: int, args: argparse.Namespace, audio: bytes) -> Step:
         delta.histogram = [x - y for x, y in zip(delta.histogram, old.histogram, strict=True)]
         server.merge(delta)
     windows = sum(a["windows"] - b["windows"] for a, b in zip(after, before, strict=True))
+    lag = np.sum(
+        [
+            np.subtract(a["lag_histogram"], b["lag_histogram"])
+            for a, b in zip(after, before, strict=True)
+        ],
+        axis=0,
+    )
+    lag_p99_ms = lag_max_ms = 0.0
+    if lag.sum():
+        cumulative = np.cumsum(lag)
+        lag_p99_ms = (int(np.searchsorted(cumulative, 0.99 * cumulative[-1])) + 1) * LAG_BUCKET_MS
+        lag_max_ms = (int(np.flatnonzero(lag)[-1]) + 1) * LAG_BUCKET_MS
     errors_ms = np.concatenate([r["errors"] for r in results]) * 1000.0
     late_at = np.concatenate([r["late_at"] for r in results])
     late_span_ms = control_at_late_ms = 0.0
@@ -285,6 +315,9 @@ def run_step(calls: int, args: argparse.Namespace, audio: bytes) -> Step:
         connected=sum(r["connected"] for r in results),
         closed_by_server=sum(r["closed_by_server"] for r in results),
         vad_windows_per_call_second=windows / call_seconds,
+        vad_expected=0.0 if args.vad == "none" else WINDOWS_PER_SECOND,
+        lag_p99_ms=lag_p99_ms,
+        lag_max_ms=lag_max_ms,
         timer_floor_p99_ms=float(np.percentile(floor_ms, 99)) if floor_ms.size else 0.0,
         p99_limit_ms=args.p99_limit,
         load_cpu_ms_per_call_second=sum(r["cpu_s"] for r in results) * 1000.0 / call_seconds,
@@ -312,6 +345,8 @@ def report(step: Step) -> None:
         f"server-lost {step.server_lost} (skipped {step.server_skipped})  "
         f"connected {step.connected}  "
         f"vad {step.vad_windows_per_call_second:4.1f} win/call-s  "
+        f"front-end lag p99 {step.lag_p99_ms:.1f} max {step.lag_max_ms:.1f} ms"
+        f"{'' if step.kept_up else ' (FELL BEHIND)'}  "
         f"bare-timer p99 {step.timer_floor_p99_ms:4.1f} ms  "
         + (
             f"late frames within {step.late_span_ms:.0f} ms (control timer "

@@ -38,6 +38,8 @@ VAD_RATE = 8000  # the line's own rate: the voice session runs Silero at 8 kHz o
 BATCH_MAX = 256
 BATCH_WAIT_S = 0.010  # the VAD answers at most 10 ms later than a per-call model would
 STT_CHUNK_MS = 100  # audio is resampled for STT in chunks this long (20: every frame)
+LAG_BUCKET_S = 0.0005
+LAG_BUCKETS = 1000
 STALL_GAP_S = 0.004  # a pacer wake this long after the one before is recorded as a stall
 
 
@@ -138,6 +140,10 @@ class Frontend:
         self._pcm_runner: PcmVadRunner | None = None
         self.windows = 0
         self.speech_windows = 0
+        # how long after its frame was read each item reached the front end (0.5 ms buckets
+        # to 500 ms, then one overflow): the native engine reads on its own thread, so a loop
+        # that falls behind shows here, not in the paced writes
+        self.lag_histogram = [0] * (LAG_BUCKETS + 1)
 
     def _result(self, probability: float) -> None:
         self.windows += 1
@@ -175,11 +181,15 @@ class Frontend:
         pcm_stream = pcm_runner.stream(self._window_result) if pcm_runner is not None else None
         single = SileroVad(self.vad_rate) if self.vad == "silero" else None
         result = self._result
+        lag_histogram = self.lag_histogram
+        monotonic = time.monotonic
 
         def on_item(item: InboundItem) -> None:
             nonlocal to_stt, stt_chunk_bytes
             if type(item) is not AudioIn:
                 return
+            lag = int((monotonic() - item.received_at) / LAG_BUCKET_S)
+            lag_histogram[lag if lag < LAG_BUCKETS else LAG_BUCKETS] += 1
             pcm = item.pcm
             if to_stt is None:
                 to_stt = StreamResampler(item.sample_rate, STT_RATE)
@@ -280,6 +290,7 @@ async def _serve(
                     "at": time.monotonic(),
                     "windows": frontend.windows,
                     "speech_windows": frontend.speech_windows,
+                    "lag_histogram": list(frontend.lag_histogram),
                 }
             )
         elif command == "stats":  # costly with many calls: taken outside the window

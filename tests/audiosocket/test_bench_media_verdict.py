@@ -52,6 +52,8 @@ def step(bench, **changes):
         connected=100,
         closed_by_server=0,
         vad_windows_per_call_second=31.25,
+        vad_expected=31.25,
+        lag_p99_ms=0.5,
         timer_floor_p99_ms=0.5,
         p99_limit_ms=5.0,
         server_max_ms=10.1,
@@ -142,3 +144,18 @@ def test_the_stall_probe_tells_the_loops_own_work_from_time_off_the_cpu(bench) -
     assert busy_gap >= 0.028 and busy_ran >= 0.015  # ran most of it (2 cores, a busy CI)
     assert idle_gap >= 0.028 and idle_ran < 0.005 and idle_queued < 0.015
     assert busy_due <= 0.0025 and idle_due <= 0.0025  # its timer was due within a sub-tick
+
+
+def test_a_front_end_that_fell_behind_fails_the_step_whatever_the_pacing(bench) -> None:
+    # the native engine paces from its own thread: a saturated event loop no longer shows in
+    # the writes, only in the work left undone (VAD windows) and the frames' wait for it
+    clean = dict(missing=0, late=0, server_max_ms=3.0, control_at_late_ms=0.0)
+    assert step(bench, **clean).ok
+    behind = step(bench, vad_windows_per_call_second=25.6, **clean)
+    assert not behind.kept_up and not behind.ok
+    assert not step(bench, vad_windows_per_call_second=25.6).stalled_outside  # never excused
+    slow = step(bench, lag_p99_ms=45.0, **clean)
+    assert not slow.kept_up and not slow.ok
+    # without a VAD there are no windows to count; the lag still counts
+    assert step(bench, vad_windows_per_call_second=0.0, vad_expected=0.0, **clean).ok
+    assert step(bench, vad_windows_per_call_second=30.95, **clean).ok  # within 1 %

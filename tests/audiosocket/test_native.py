@@ -4,6 +4,7 @@ is tested on both: the ``media_server`` fixture runs each server test once per e
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 import threading
 import time
@@ -57,28 +58,30 @@ class ThreadPeer:
 
 async def test_writes_keep_their_grid_while_the_event_loop_is_blocked() -> None:
     blocked: list[float] = []
+    done = asyncio.Event()
 
     async def handler(session: MediaSession) -> None:
         async for item in session.inbound():
             if isinstance(item, AudioIn) and not blocked:
                 await asyncio.sleep(0.2)  # a few frames on the grid first
                 started = time.monotonic()
-                time.sleep(0.3)  # a handler hogging the loop (a slow model, a sync call)
+                # a handler hogging the loop (a slow model, a synchronous call)
+                time.sleep(0.3)  # noqa: ASYNC251 - blocking the loop is the point
                 blocked.extend([started, time.monotonic()])
+                done.set()
 
     settings = MediaSettings(port=0, engine="native")
     server = await start_media_server(settings, handler)
     assert isinstance(server, NativeMediaServer)
     peer = ThreadPeer(server.port)
     try:
-        while len(blocked) < 2:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(done.wait(), 5)
         await asyncio.sleep(0.1)
         start, end = blocked
         during = [t for t in peer.arrivals if start <= t <= end]
         # 15 frames fall in the 300 ms the loop was blocked, each 20 ms after the one before
         assert len(during) >= 13
-        gaps = [b - a for a, b in zip(during, during[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(during)]
         assert max(gaps) < 0.030
         (session,) = server.live_sessions()
         assert session.stats.skipped_frames == 0
@@ -111,7 +114,7 @@ async def test_without_the_extension_auto_falls_back_and_native_says_why(monkeyp
     server = await start_media_server(MediaSettings(port=0, engine="auto"), handler)
     assert type(server) is MediaServer
     await server.close()
-    with pytest.raises(RuntimeError, match="was not built.*set media.engine to 'asyncio'"):
+    with pytest.raises(RuntimeError, match=r"was not built.*set media\.engine to 'asyncio'"):
         await start_media_server(MediaSettings(port=0, engine="native"), handler)
 
 
