@@ -12,8 +12,8 @@
  *
  * Python drains events (audio, raw frames, end of stream, errors) from a queue, woken by an
  * eventfd; it queues agent audio with play(). One mutex guards everything the two threads
- * share; the I/O thread holds it while it handles one batch of epoll events and the writes
- * due, Python only for a copy in or out. Linux only (epoll, eventfd, timerfd).
+ * share; the I/O thread holds it for a few sockets at a time, Python only for a copy in or
+ * out. Linux only (epoll, eventfd).
  */
 #define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN
@@ -29,7 +29,6 @@
 #include <sys/syscall.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,8 +44,8 @@
 #define EV_STALLED 5
 #define EV_LOW 6
 #define KEY_WAKE 1
-#define KEY_TIMER 2
-#define ID_BASE 16 /* connection ids start above the two keys */
+#define ID_BASE 16
+#define GROUP 8 /* sockets handled per hold of the lock */ /* connection ids start above the two keys */
 
 enum { FREE = 0, OPEN, DEAD, CLOSING };
 
@@ -131,8 +130,7 @@ typedef struct {
     pthread_mutex_t lock;
     pthread_t thread;
     int thread_started, running;
-    int epfd, wake_fd, timer_fd, notify_fd, notified;
-    int64_t timer_tick;
+    int epfd, wake_fd, notify_fd, notified;
     /* settings */
     double frame_s, slot_s, early_s, write_after_s, keepalive_s, stall_s, late_after_s;
     size_t max_payload, buffer_limit;
@@ -143,7 +141,6 @@ typedef struct {
     uint64_t generation;
     Queue queues[2];
     int filling; /* the queue the I/O thread appends to */
-    int64_t min_due;
     size_t closing; /* connections waiting to send their last bytes */
     size_t live;    /* connections not yet released */
     uint64_t wakeups; /* passes that wrote at least one frame */
@@ -334,7 +331,6 @@ static void steer(Engine *e, Conn *c, double write_phase, int jump, double now) 
     if (jump && imod(c->next_tick, SLOTS) != c->target) {
         int64_t base = now_tick(e, now) + 1;
         c->next_tick = base + imod(c->target - base, SLOTS);
-        if (c->next_tick < e->min_due) e->min_due = c->next_tick;
     }
 }
 
@@ -400,9 +396,13 @@ static void write_frame(Engine *e, Conn *c, double deadline, int64_t skipped, do
     record_write(c, now - deadline, e->late_after_s);
 }
 
-/* Write every frame that is due by now; keeps ``min_due`` (the earliest next tick). */
+/* Write one frame of every paced connection due by now. Called without the lock: it takes it
+ * for GROUP connections at a time, so Python (play(), events()) never waits long for it. */
 static void serve_due(Engine *e) {
     double now = mono();
+    int64_t due = now_tick(e, now);
+    int wrote = 0;
+    pthread_mutex_lock(&e->lock);
     if (e->closing) { /* a peer that reads nothing cannot hold a closing socket for ever */
         e->closing = 0;
         for (size_t i = 0; i < e->nconns; i++) {
@@ -412,51 +412,35 @@ static void serve_due(Engine *e) {
             else e->closing++;
         }
     }
-    int64_t due = now_tick(e, now);
-    if (due < e->min_due) return;
-    int64_t next = INT64_MAX;
-    int wrote = 0;
-    for (size_t i = 0; i < e->nconns; i++) {
-        Conn *c = e->conns[i];
-        if (!c || c->state != OPEN || !c->pacing) continue;
-        if (c->next_tick > due) {
-            if (c->next_tick < next) next = c->next_tick;
-            continue;
-        }
-        /* after a stall, the slot's latest deadline only: the missed ones are skipped */
-        int64_t behind = (due - c->next_tick) / SLOTS;
-        int64_t tick = c->next_tick + behind * SLOTS;
-        write_frame(e, c, tick * e->slot_s, behind, now);
-        wrote = 1;
-        if (c->state != OPEN) continue;
-        int step = 0;
-        if (c->target >= 0) {
-            int slot = (int)imod(tick, SLOTS);
-            if (c->target != slot) {
-                step = imod(c->target - slot, SLOTS) <= SLOTS / 2 ? 1 : -1;
-                if (tick + SLOTS + step <= due) step = 0; /* catching up: never early twice */
+    pthread_mutex_unlock(&e->lock);
+    for (size_t first = 0;; first += GROUP) {
+        pthread_mutex_lock(&e->lock);
+        size_t last = first + GROUP < e->nconns ? first + GROUP : e->nconns;
+        for (size_t i = first; i < last; i++) {
+            Conn *c = e->conns[i];
+            if (!c || c->state != OPEN || !c->pacing || c->next_tick > due) continue;
+            /* after a stall, the slot's latest deadline only: the missed ones are skipped */
+            int64_t behind = (due - c->next_tick) / SLOTS;
+            int64_t tick = c->next_tick + behind * SLOTS;
+            write_frame(e, c, tick * e->slot_s, behind, now);
+            wrote = 1;
+            if (c->state != OPEN) continue;
+            int step = 0;
+            if (c->target >= 0) {
+                int slot = (int)imod(tick, SLOTS);
+                if (c->target != slot) {
+                    step = imod(c->target - slot, SLOTS) <= SLOTS / 2 ? 1 : -1;
+                    if (tick + SLOTS + step <= due) step = 0; /* catching up: never early twice */
+                }
             }
+            c->next_tick = tick + SLOTS + step;
         }
-        c->next_tick = tick + SLOTS + step;
-        if (c->next_tick < next) next = c->next_tick;
+        int done = last >= e->nconns;
+        if (done && wrote) e->wakeups++;
+        if (done) notify(e); /* what the writes found (a short queue, a stalled peer) */
+        pthread_mutex_unlock(&e->lock);
+        if (done) return;
     }
-    if (wrote) e->wakeups++;
-    e->min_due = next;
-}
-
-static void arm_timer(Engine *e) {
-    if (e->min_due == e->timer_tick) return;
-    e->timer_tick = e->min_due;
-    struct itimerspec spec;
-    memset(&spec, 0, sizeof spec);
-    if (e->min_due != INT64_MAX) {
-        double at = e->min_due * e->slot_s - e->early_s * 0.5;
-        if (at <= 0) at = 1e-9;
-        spec.it_value.tv_sec = (time_t)at;
-        spec.it_value.tv_nsec = (long)((at - (double)spec.it_value.tv_sec) * 1e9);
-        if (!spec.it_value.tv_sec && !spec.it_value.tv_nsec) spec.it_value.tv_nsec = 1;
-    }
-    timerfd_settime(e->timer_fd, TFD_TIMER_ABSTIME, &spec, NULL);
 }
 
 /* --- reading --------------------------------------------------------------------------- */
@@ -554,11 +538,46 @@ static void sleep_to_tick(Engine *e, int64_t tick) {
     }
 }
 
+static void handle(Engine *e, uint64_t key, uint32_t what) {
+    Conn *c = lookup(e, key);
+    if (!c) return;
+    if (c->state == CLOSING) {
+        int r = flush_out(e, c);
+        if (r <= 0 || mono() - c->closing_since > e->stall_s) release(e, c);
+        return;
+    }
+    if (c->state != OPEN) return;
+    if ((what & EPOLLOUT) && c->out.len) {
+        int r = flush_out(e, c);
+        if (r < 0) {
+            lost(e, c, errno, mono());
+            return;
+        }
+        if (!r) {
+            c->want_out = 0;
+            watch(e, c);
+        }
+        if (c->write_paused && c->out.len <= e->buffer_limit / 4) {
+            c->write_paused = 0;
+            c->stall_reported = 0;
+        }
+    }
+    if ((what & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && c->reading) {
+        do_read(e, c);
+    } else if ((what & (EPOLLHUP | EPOLLERR)) && c->state == OPEN) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err || (what & EPOLLHUP)) lost(e, c, err ? err : ECONNRESET, mono());
+    }
+}
+
 /* With connections open the thread runs on the 1 ms grid: it sleeps to the next sub-tick,
  * then takes every socket that became ready meanwhile in one epoll_wait(0), writes what is
  * due and hands Python one batch: at most ~1,000 wake-ups a second for it and for the event
  * loop however many calls there are, instead of one per frame read (frames wait at most
- * 1 ms before they are read). With none open it blocks in epoll_wait. */
+ * 1 ms before they are read). With none open it blocks in epoll_wait. It holds the lock for
+ * GROUP sockets at a time, never for a whole pass. */
 static void *io_thread(void *arg) {
     Engine *e = (Engine *)arg;
     struct epoll_event events[256];
@@ -572,77 +591,41 @@ static void *io_thread(void *arg) {
         if (!errno && !setpriority(PRIO_PROCESS, (id_t)tid, nice_now - e->nice_boost))
             e->boosted = e->nice_boost;
     }
-    pthread_mutex_lock(&e->lock);
-    while (e->running) {
+    for (;;) {
+        pthread_mutex_lock(&e->lock);
+        int running = e->running;
+        size_t live = e->live;
+        pthread_mutex_unlock(&e->lock);
+        if (!running) break;
         if (n == 256) { /* more were ready than one call returns: take them now */
-            pthread_mutex_unlock(&e->lock);
             n = epoll_wait(e->epfd, events, 256, 0);
-            pthread_mutex_lock(&e->lock);
-        } else if (e->live) {
-            if (e->timer_tick != INT64_MAX) { /* the grid needs no timer */
-                e->min_due = INT64_MAX;
-                arm_timer(e);
-            }
-            int64_t tick = now_tick(e, mono()) + 1;
-            pthread_mutex_unlock(&e->lock);
-            sleep_to_tick(e, tick);
+        } else if (live) {
+            sleep_to_tick(e, now_tick(e, mono()) + 1);
             n = epoll_wait(e->epfd, events, 256, 0);
-            pthread_mutex_lock(&e->lock);
-            e->min_due = tick; /* every paced call due by now is served below */
         } else {
-            pthread_mutex_unlock(&e->lock);
             n = epoll_wait(e->epfd, events, 256, -1);
-            pthread_mutex_lock(&e->lock);
         }
         if (n < 0) { /* EINTR */
             n = 0;
             continue;
         }
-        for (int i = 0; i < n && e->running; i++) {
-            uint64_t key = events[i].data.u64;
-            if (key == KEY_WAKE || key == KEY_TIMER) {
-                uint64_t value;
-                if (read(key == KEY_WAKE ? e->wake_fd : e->timer_fd, &value, sizeof value) < 0) {
-                }
-                if (key == KEY_TIMER) e->timer_tick = -1;
-                continue;
-            }
-            Conn *c = lookup(e, key);
-            if (!c) continue;
-            uint32_t what = events[i].events;
-            if (c->state == CLOSING) {
-                int r = flush_out(e, c);
-                if (r <= 0 || mono() - c->closing_since > e->stall_s) release(e, c);
-                continue;
-            }
-            if (c->state != OPEN) continue;
-            if ((what & EPOLLOUT) && c->out.len) {
-                int r = flush_out(e, c);
-                if (r < 0) {
-                    lost(e, c, errno, mono());
-                    continue;
-                }
-                if (!r) {
-                    c->want_out = 0;
-                    watch(e, c);
-                }
-                if (c->write_paused && c->out.len <= e->buffer_limit / 4) {
-                    c->write_paused = 0;
-                    c->stall_reported = 0;
+        for (int i = 0; i < n; i += GROUP) {
+            pthread_mutex_lock(&e->lock);
+            for (int j = i; j < n && j < i + GROUP; j++) {
+                uint64_t key = events[j].data.u64;
+                if (key == KEY_WAKE) {
+                    uint64_t value;
+                    if (read(e->wake_fd, &value, sizeof value) < 0) {
+                    }
+                } else {
+                    handle(e, key, events[j].events);
                 }
             }
-            if ((what & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && c->reading) do_read(e, c);
-            else if ((what & (EPOLLHUP | EPOLLERR)) && c->state == OPEN) {
-                int err = 0;
-                socklen_t len = sizeof err;
-                getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-                if (err || (what & EPOLLHUP)) lost(e, c, err ? err : ECONNRESET, mono());
-            }
+            notify(e); /* what the first sockets brought goes to Python at once */
+            pthread_mutex_unlock(&e->lock);
         }
         serve_due(e);
-        notify(e);
     }
-    pthread_mutex_unlock(&e->lock);
     return NULL;
 }
 
@@ -673,8 +656,8 @@ static void engine_shutdown(Engine *e) {
         }
     }
     e->nconns = 0;
-    int *fds[] = {&e->epfd, &e->wake_fd, &e->timer_fd, &e->notify_fd};
-    for (int i = 0; i < 4; i++) {
+    int *fds[] = {&e->epfd, &e->wake_fd, &e->notify_fd};
+    for (int i = 0; i < 3; i++) {
         if (*fds[i] >= 0) close(*fds[i]);
         *fds[i] = -1;
     }
@@ -725,14 +708,11 @@ static int Engine_init(Engine *e, PyObject *args, PyObject *kwds) {
     e->default_rate = default_rate;
     e->hysteresis = hysteresis;
     e->nice_boost = nice_boost < 0 ? 0 : nice_boost > 39 ? 39 : nice_boost;
-    e->min_due = INT64_MAX;
-    e->timer_tick = -1;
     memset(e->silence, 0, sizeof e->silence);
     e->epfd = epoll_create1(EPOLL_CLOEXEC);
     e->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     e->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    e->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (e->epfd < 0 || e->wake_fd < 0 || e->notify_fd < 0 || e->timer_fd < 0) {
+    if (e->epfd < 0 || e->wake_fd < 0 || e->notify_fd < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
         engine_shutdown(e);
         return -1;
@@ -740,8 +720,6 @@ static int Engine_init(Engine *e, PyObject *args, PyObject *kwds) {
     struct epoll_event ev = {.events = EPOLLIN};
     ev.data.u64 = KEY_WAKE;
     epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->wake_fd, &ev);
-    ev.data.u64 = KEY_TIMER;
-    epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->timer_fd, &ev);
     e->running = 1;
     int err = pthread_create(&e->thread, NULL, io_thread, e);
     if (err) {
@@ -759,7 +737,7 @@ static PyObject *Engine_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     Engine *e = (Engine *)type->tp_alloc(type, 0);
     if (!e) return NULL;
     pthread_mutex_init(&e->lock, NULL);
-    e->epfd = e->wake_fd = e->timer_fd = e->notify_fd = -1;
+    e->epfd = e->wake_fd = e->notify_fd = -1;
     return (PyObject *)e;
 }
 
@@ -849,11 +827,9 @@ static PyObject *Engine_start(Engine *e, PyObject *arg) {
         if (c && c->state == OPEN && !c->pacing) {
             c->pacing = 1;
             c->next_tick = now_tick(e, mono()) + SLOTS;
-            if (c->next_tick < e->min_due) e->min_due = c->next_tick;
         }
     });
     if (!c) return NULL;
-    wake(e);
     Py_RETURN_NONE;
 }
 

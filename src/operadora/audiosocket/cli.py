@@ -58,6 +58,7 @@ def serve(
     config: ConfigOption = None,
 ) -> None:
     """Run the AudioSocket server (callers hear silence, or themselves with --echo)."""
+    from operadora.audiosocket.native import native_available
     from operadora.audiosocket.workers import WorkerPool, stats_from_dict
     from operadora.cli import settings_or_exit, setup_logging
 
@@ -72,11 +73,15 @@ def serve(
         update["workers"] = workers
     media = settings.media.model_copy(update=update)
     media = type(media).model_validate(media.model_dump())
+    engine = media.engine
+    if engine == "auto":
+        engine = "native" if native_available() else "asyncio"
     pool = WorkerPool(media, "echo" if echo else "listen")
     pool.start()
     console.print(
         f"[green]AudioSocket server[/green] on {media.host}:{pool.port} with "
-        f"{media.workers} worker(s), handler {'echo' if echo else 'listen'}; Ctrl-C stops it"
+        f"{media.workers} worker(s), {engine} engine, handler {'echo' if echo else 'listen'}; "
+        f"Ctrl-C stops it"
     )
     try:
         with Live(_status_table([]), console=console, refresh_per_second=1) as live:

@@ -40,6 +40,7 @@ from operadora.audiosocket.protocol import (
     ProtocolError,
     UuidFrame,
 )
+from operadora.audiosocket.session import Inbox
 from operadora.config import MediaSettings
 from operadora.media import AudioIn, DtmfIn, InboundItem, MediaSession, SessionHandler
 from operadora.metrics import AUDIOSOCKET_ERRORS
@@ -59,36 +60,6 @@ LISTEN_BACKLOG = 4096
 def native_available() -> bool:
     """Whether the C engine was built with this installation."""
     return _native is not None
-
-
-class _Inbox:
-    """Single-consumer async iterator over the session's inbound items."""
-
-    __slots__ = ("_session",)
-
-    def __init__(self, session: NativeSession) -> None:
-        self._session = session
-
-    def __aiter__(self) -> _Inbox:
-        return self
-
-    async def __anext__(self) -> InboundItem:
-        session = self._session
-        while True:
-            inbox = session._inbox
-            if inbox:
-                item = inbox.popleft()
-                if session._reading_paused and len(inbox) <= session._resume_at:
-                    session._resume_reading()
-                return item
-            if session._inbox_done:
-                raise StopAsyncIteration
-            waiter = session._loop.create_future()
-            session._waiter = waiter
-            try:
-                await waiter
-            finally:
-                session._waiter = None
 
 
 class NativeSession:
@@ -139,7 +110,7 @@ class NativeSession:
         return self._rate
 
     def inbound(self) -> AsyncIterator[InboundItem]:
-        return _Inbox(self)
+        return Inbox(self)
 
     def set_receiver(self, receiver: Callable[[InboundItem], None] | None) -> None:
         """As :meth:`AudioSocketSession.set_receiver`: each inbound item goes to

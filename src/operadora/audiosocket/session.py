@@ -15,7 +15,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from operadora.audio.pcm import duration_ms, frame_bytes
 from operadora.audio.resample import StreamResampler, resample
@@ -39,15 +39,28 @@ from operadora.metrics import AUDIOSOCKET_ERRORS
 log = logging.getLogger(__name__)
 
 
-class _Inbox:
-    """Single-consumer async iterator over the session's inbound items."""
+class InboxOwner(Protocol):
+    """What :class:`Inbox` needs of a session (both engines' sessions have it)."""
+
+    _inbox: deque[InboundItem]
+    _inbox_done: bool
+    _waiter: asyncio.Future[None] | None
+    _loop: asyncio.AbstractEventLoop
+    _reading_paused: bool
+    _resume_at: int
+
+    def _resume_reading(self) -> None: ...
+
+
+class Inbox:
+    """Single-consumer async iterator over a session's inbound items."""
 
     __slots__ = ("_session",)
 
-    def __init__(self, session: AudioSocketSession) -> None:
+    def __init__(self, session: InboxOwner) -> None:
         self._session = session
 
-    def __aiter__(self) -> _Inbox:
+    def __aiter__(self) -> Inbox:
         return self
 
     async def __anext__(self) -> InboundItem:
@@ -85,7 +98,7 @@ class AudioSocketSession(asyncio.Protocol):
         self._pacer = pacer
         self._on_end = on_end
         self._on_start = on_start
-        self._loop = asyncio.get_running_loop()
+        self._loop: asyncio.AbstractEventLoop = asyncio.get_running_loop()
         self._parser = Parser(settings.max_payload)
         self._transport: asyncio.Transport | None = None
         self.peer = "?"
@@ -131,7 +144,7 @@ class AudioSocketSession(asyncio.Protocol):
         return self._rate
 
     def inbound(self) -> AsyncIterator[InboundItem]:
-        return _Inbox(self)
+        return Inbox(self)
 
     def set_receiver(self, receiver: Callable[[InboundItem], None] | None) -> None:
         """Hand each inbound item to ``receiver(item)`` as soon as its frame is read, on the
