@@ -853,6 +853,44 @@ static PyObject *Engine_play(Engine *e, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *Engine_play_many(Engine *e, PyObject *plays) {
+    /* [(id, pcm, holds)]: the plays of one pass of the event loop, under one hold of the lock
+       (a connection that has ended meanwhile is skipped) */
+    if (!PyList_Check(plays)) {
+        PyErr_SetString(PyExc_TypeError, "play_many takes a list of (id, pcm, holds)");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(plays);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = PyList_GET_ITEM(plays, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3 ||
+            !PyBytes_Check(PyTuple_GET_ITEM(item, 1))) {
+            PyErr_SetString(PyExc_TypeError, "play_many takes a list of (id, pcm bytes, holds)");
+            return NULL;
+        }
+    }
+    int failed = 0;
+    LOCKED({
+        for (Py_ssize_t i = 0; i < count && !failed; i++) {
+            PyObject *item = PyList_GET_ITEM(plays, i);
+            unsigned long long id = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(item, 0));
+            if (id == (unsigned long long)-1 && PyErr_Occurred()) {
+                failed = 2;
+                break;
+            }
+            Conn *c = lookup(e, id);
+            if (!c || c->state != OPEN) continue;
+            PyObject *pcm = PyTuple_GET_ITEM(item, 1);
+            failed = buf_append(&c->playback, (uint8_t *)PyBytes_AS_STRING(pcm),
+                                (size_t)PyBytes_GET_SIZE(pcm));
+            if (PyObject_IsTrue(PyTuple_GET_ITEM(item, 2)) > 0) c->low_armed = 1;
+        }
+    });
+    if (failed == 2) return NULL;
+    if (failed) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 static PyObject *Engine_clear(Engine *e, PyObject *arg) {
     Conn *c;
     size_t dropped = 0;
@@ -1045,6 +1083,7 @@ static PyMethodDef Engine_methods[] = {
     {"add", (PyCFunction)Engine_add, METH_VARARGS, "add(fd) -> id: take over a connected socket"},
     {"start", (PyCFunction)Engine_start, METH_O, "start(id): begin the paced writes"},
     {"play", (PyCFunction)Engine_play, METH_VARARGS, "play(id, pcm, holds=False): queue audio"},
+    {"play_many", (PyCFunction)Engine_play_many, METH_O, "play_many([(id, pcm, holds)])"},
     {"clear", (PyCFunction)Engine_clear, METH_O, "clear(id) -> bytes dropped"},
     {"take_playback", (PyCFunction)Engine_take_playback, METH_O, "take the queued audio"},
     {"playback", (PyCFunction)Engine_playback, METH_O, "(queued, played, rate)"},

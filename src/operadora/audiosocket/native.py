@@ -137,10 +137,11 @@ class NativeSession:
             pcm = resampler.process(pcm)
             self._resampler_holds = True
         # the engine says (LOW) when the queue runs short, to release the filters' tails
-        self._engine.play(self._conn, pcm, self._resampler_holds)
+        self._server.queue_play(self._conn, pcm, self._resampler_holds)
 
     def clear(self) -> int:
-        dropped = 0 if self._closed else int(self._engine.clear(self._conn))
+        dropped = 0 if self._closed else self._server.drop_plays(self._conn)
+        dropped += 0 if self._closed else int(self._engine.clear(self._conn))
         for resampler in self._resamplers.values():
             resampler.reset()
         self._resampler_holds = False
@@ -150,14 +151,14 @@ class NativeSession:
         self._resampler_holds = False
         tail = b"".join(resampler.flush() for resampler in self._resamplers.values())
         if tail and not self._closed:
-            self._engine.play(self._conn, tail, False)
+            self._server.queue_play(self._conn, tail, False)
 
     @property
     def queued_ms(self) -> float:
         if self._closed:
             return 0.0
         queued, _, rate = self._engine.playback(self._conn)
-        return duration_ms(queued, rate)
+        return duration_ms(queued + self._server.pending_bytes(self._conn), rate)
 
     @property
     def played_ms(self) -> float:
@@ -368,6 +369,7 @@ class NativeSession:
         self._resamplers.clear()
         self._resampler_holds = False
         # the engine holds the queued audio (silence goes out meanwhile) until it is resampled
+        self._server.flush_plays()
         queued = self._engine.take_playback(self._conn)
         if queued:
             self._engine.play(self._conn, resample(queued, old, rate), False)
@@ -410,6 +412,7 @@ class NativeSession:
         if self._uuid_timer is not None:
             self._uuid_timer.cancel()
             self._uuid_timer = None
+        self._server.drop_plays(self._conn)
         stats = self._final = self._read_stats()[0]
         _, played, rate = self._engine.playback(self._conn)
         self._played_at_end = duration_ms(played, rate)
@@ -492,6 +495,10 @@ class NativeMediaServer:
         self.connections_total = 0
         self._sock: socket.socket | None = None
         self.port = 0
+        # agent audio goes to the engine in one call per pass of the loop, not one per play()
+        self._plays: list[tuple[int, bytes, bool]] = []
+        self._in_events = False
+        self._flush: asyncio.Handle | None = None
 
     async def _listen(self) -> None:
         family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
@@ -541,7 +548,43 @@ class NativeMediaServer:
                 continue
             self._by_conn[conn_id] = NativeSession(self, conn_id, peer)
 
+    def queue_play(self, conn: int, pcm: bytes, holds: bool) -> None:
+        """Queue agent audio for a connection; it reaches the engine at the end of this pass
+        of the loop (with every other call's), in order."""
+        self._plays.append((conn, pcm, holds))
+        if not self._in_events and self._flush is None:
+            self._flush = self.loop.call_soon(self.flush_plays)
+
+    def flush_plays(self) -> None:
+        """Hand the queued plays to the engine now."""
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        plays = self._plays
+        if plays:
+            self._plays = []
+            self.engine.play_many(plays)
+
+    def pending_bytes(self, conn: int) -> int:
+        """Agent audio of a connection queued here, not yet in the engine."""
+        return sum(len(pcm) for c, pcm, _ in self._plays if c == conn)
+
+    def drop_plays(self, conn: int) -> int:
+        """Forget a connection's queued plays (barge-in, or the call ended); returns bytes."""
+        dropped = self.pending_bytes(conn)
+        if dropped:
+            self._plays = [play for play in self._plays if play[0] != conn]
+        return dropped
+
     def _on_events(self) -> None:
+        self._in_events = True
+        try:
+            self._dispatch()
+        finally:
+            self._in_events = False
+            self.flush_plays()
+
+    def _dispatch(self) -> None:
         sessions = self._by_conn
         audio = _AUDIO
         for kind, conn, value, at, data in self.engine.events():
@@ -608,6 +651,7 @@ class NativeMediaServer:
             await asyncio.gather(*tasks, return_exceptions=True)
         if self.engine.fileno() >= 0:
             self.loop.remove_reader(self.engine.fileno())
+        self.flush_plays()
         # the hang-up frames wait at most one frame period to leave before the engine stops
         await asyncio.sleep(self.settings.frame_ms / 1000.0)
         self.engine.close()
