@@ -43,6 +43,12 @@ def remove_urgent_work(loop: asyncio.AbstractEventLoop, callback: Callable[[], N
         _URGENT.pop(loop, None)
 
 
+def has_urgent_work(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether anything on ``loop`` registered urgent work (the asyncio media server's pacer
+    does; the native engine writes from its own thread and does not)."""
+    return any(ref() is not None for ref in _URGENT.get(loop, ()))
+
+
 def run_urgent_work() -> None:
     """Run the running loop's urgent work now (each callback is cheap when nothing is due;
     those whose owner is gone are skipped). Neither the loops nor the owners are kept alive

@@ -32,6 +32,13 @@ async def test_calls_fed_in_any_chunks_get_what_their_own_model_says(rate: int, 
     pcm = slin(prompt(rate)[: rate * 4])
     batch = SileroBatch(rate)
     runner = PcmVadRunner(batch, wait_s=0.004, chunk=chunk)  # 2: every round in two runs
+
+    class Writes:  # the chunks apply while the loop has urgent work (the asyncio pacer)
+        def serve_due(self) -> None:
+            pass
+
+    writes = Writes()
+    add_urgent_work(asyncio.get_running_loop(), writes.serve_due)
     # three calls: the prompt in 20 ms frames, in odd chunks, and a quieter one 100 ms late
     quiet = slin(prompt(rate)[: rate * 4] * 0.1)
     feeds = [(pcm, rate // 50 * 2), (pcm, 666), (quiet, rate // 50 * 2)]
@@ -56,6 +63,25 @@ async def test_calls_fed_in_any_chunks_get_what_their_own_model_says(rate: int, 
         np.testing.assert_allclose([p for _, p in got[call]], want, atol=1e-4)
     assert max(p for _, p in got[0]) > 0.9  # the prompt is speech: the test can tell
     assert batch.runs < batch.windows_scored  # calls shared model runs
+    remove_urgent_work(asyncio.get_running_loop(), writes.serve_due)
+
+
+async def test_with_no_urgent_work_a_round_is_one_run_of_up_to_128_windows() -> None:
+    # the native media engine writes from its own thread: nothing needs to go between runs
+    batch = SileroBatch(8000)
+    runner = PcmVadRunner(batch, wait_s=0.05, chunk=2)
+    got: list[int] = []
+    streams = [runner.stream(lambda index, p: got.append(index)) for _ in range(5)]
+    for stream in streams:
+        runner.feed(stream, bytes(256 * 2 + 32 * 2))  # one window and its context each
+    runner.flush()
+    assert got == [0] * 5
+    assert batch.runs == 1  # not three runs of two
+    streams = [runner.stream(lambda index, p: got.append(index)) for _ in range(130)]
+    for stream in streams:
+        runner.feed(stream, bytes(256 * 2 + 32 * 2))
+    runner.flush()
+    assert batch.runs == 3  # 128 + 2: the model's own pieces
 
 
 async def test_a_window_waits_at_most_wait_s_and_a_full_batch_goes_at_once() -> None:

@@ -25,8 +25,8 @@ import numpy as np
 import numpy.typing as npt
 
 from operadora.audio.pcm import SAMPLE_BYTES
-from operadora.audio.vad_batch import SileroBatch
-from operadora.runtime import run_urgent_work
+from operadora.audio.vad_batch import NUMPY_CHUNK, SileroBatch
+from operadora.runtime import has_urgent_work, run_urgent_work
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,9 @@ _SCALE = np.float32(1.0 / 32768.0)
 # windows per model run: ~1 ms of the loop on a 2-core VM (13-27 us a window in a batch);
 # a flush of more runs in chunks with the paced writes served between them
 CHUNK_WINDOWS = 64
+# with no urgent work on the loop (the native media engine paces from its own thread) the
+# runs are as long as the model's own pieces: fewer runs, bigger matrix products
+FREE_CHUNK_WINDOWS = NUMPY_CHUNK
 
 
 class PcmVadStream:
@@ -134,6 +137,8 @@ class PcmVadRunner:
         self._ready.clear()
         need = self._input_bytes
         chunk = self.chunk
+        if chunk < FREE_CHUNK_WINDOWS and not has_urgent_work(self._loop):
+            chunk = FREE_CHUNK_WINDOWS
         first = True
         while streams:
             for start in range(0, len(streams), chunk):
