@@ -23,11 +23,11 @@ import time
 import uuid
 from array import array
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from operadora.audio.pcm import duration_ms
-from operadora.audio.resample import StreamResampler, resample
+from operadora.audio.resample import resample
 from operadora.audiosocket.pacing import MediaStats
 from operadora.audiosocket.protocol import (
     HANGUP_BYTES,
@@ -40,10 +40,9 @@ from operadora.audiosocket.protocol import (
     ProtocolError,
     UuidFrame,
 )
-from operadora.audiosocket.session import Inbox
+from operadora.audiosocket.session import SessionBase
 from operadora.config import MediaSettings
 from operadora.media import AudioIn, DtmfIn, InboundItem, MediaSession, SessionHandler
-from operadora.metrics import AUDIOSOCKET_ERRORS
 
 try:
     from operadora.audiosocket import _native
@@ -62,55 +61,27 @@ def native_available() -> bool:
     return _native is not None
 
 
-class NativeSession:
+class NativeSession(SessionBase):
     """One AudioSocket connection on the native engine (implements ``MediaSession``)."""
 
     def __init__(self, server: NativeMediaServer, conn: int, peer: str) -> None:
+        settings = server.settings
+        self._init_common(settings, server.handler)
         self._server = server
         self._engine = server.engine
-        self._settings = settings = server.settings
-        self._loop = server.loop
         self._conn = conn
         self.peer = peer
-        self._uuid: uuid.UUID | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._uuid_timer: asyncio.TimerHandle | None = self._loop.call_later(
-            settings.uuid_timeout_s, self._uuid_timeout
-        )
+        self._uuid_timer = self._loop.call_later(settings.uuid_timeout_s, self._uuid_timeout)
         self._dtmf_in = 0
         self._final: MediaStats | None = None
         # inbound
-        self._inbox: deque[InboundItem] = deque()
         self._held: deque[InboundItem] = deque()  # read while the inbox was full, in order
-        self._inbox_done = False
-        self._waiter: asyncio.Future[None] | None = None
         self._receiver: Callable[[InboundItem], None] | None = None
         self._reading_paused = False
         self._pause_at = settings.inbound_queue_frames
         self._resume_at = settings.inbound_queue_frames // 2
         self._raw = Parser(settings.max_payload)
-        # outbound (the queue itself is in the engine)
-        self._rate: int = settings.default_sample_rate
-        self._rate_known = False
-        self._resamplers: dict[int, StreamResampler] = {}
-        self._resampler_holds = False
-        self._closed = False
-        self._end_reason: str | None = None
-
-    # --- MediaSession ---------------------------------------------------------------------
-
-    @property
-    def call_uuid(self) -> uuid.UUID:
-        if self._uuid is None:
-            raise RuntimeError("the session has no UUID yet")
-        return self._uuid
-
-    @property
-    def sample_rate(self) -> int:
-        return self._rate
-
-    def inbound(self) -> AsyncIterator[InboundItem]:
-        return Inbox(self)
+        # outbound: the queue itself is in the engine
 
     def set_receiver(self, receiver: Callable[[InboundItem], None] | None) -> None:
         """As :meth:`AudioSocketSession.set_receiver`: each inbound item goes to
@@ -125,31 +96,20 @@ class NativeSession:
             self._resume_reading()
 
     def play(self, pcm: bytes, sample_rate: int | None = None) -> None:
-        if len(pcm) % 2:
-            raise ValueError(f"slin audio must be whole 16-bit samples, got {len(pcm)} bytes")
+        pcm = self._to_line_rate(pcm, sample_rate)
         if self._closed or not pcm:
             return
-        rate = sample_rate or self._rate
-        if rate != self._rate:
-            resampler = self._resamplers.get(rate)
-            if resampler is None:
-                resampler = self._resamplers[rate] = StreamResampler(rate, self._rate)
-            pcm = resampler.process(pcm)
-            self._resampler_holds = True
         # the engine says (LOW) when the queue runs short, to release the filters' tails
         self._server.queue_play(self._conn, pcm, self._resampler_holds)
 
     def clear(self) -> int:
         dropped = 0 if self._closed else self._server.drop_plays(self._conn)
         dropped += 0 if self._closed else int(self._engine.clear(self._conn))
-        for resampler in self._resamplers.values():
-            resampler.reset()
-        self._resampler_holds = False
+        self._reset_resamplers()
         return dropped
 
     def _flush_resamplers(self) -> None:
-        self._resampler_holds = False
-        tail = b"".join(resampler.flush() for resampler in self._resamplers.values())
+        tail = self._resampler_tails()
         if tail and not self._closed:
             self._server.queue_play(self._conn, tail, False)
 
@@ -172,27 +132,7 @@ class NativeSession:
             return
         self._end("hung up by us", last=HANGUP_BYTES)
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     # --- extras ---------------------------------------------------------------------------
-
-    @property
-    def rate_known(self) -> bool:
-        return self._rate_known
-
-    @property
-    def end_reason(self) -> str | None:
-        return self._end_reason
-
-    @property
-    def uuid_or_none(self) -> uuid.UUID | None:
-        return self._uuid
-
-    @property
-    def call_label(self) -> str:
-        return str(self._uuid) if self._uuid is not None else "-"
 
     @property
     def stats(self) -> MediaStats:
@@ -231,14 +171,6 @@ class NativeSession:
             histogram=histogram.tolist(),
         )
         return stats, pending
-
-    @property
-    def handler_task(self) -> asyncio.Task[None] | None:
-        return self._task
-
-    def cancel_handler(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
 
     # --- what the engine hands over ---------------------------------------------------------
 
@@ -376,30 +308,12 @@ class NativeSession:
 
     def _start(self, call_uuid: uuid.UUID) -> None:
         self._uuid = call_uuid
-        if self._uuid_timer is not None:
-            self._uuid_timer.cancel()
-            self._uuid_timer = None
+        self._cancel_uuid_timer()
         if not self._server._session_started(self):
             self._uuid = None  # the call belongs to the connection that has it already
             raise ProtocolError(f"call {call_uuid} is already connected")
         self._engine.start(self._conn)
-        self._task = self._loop.create_task(self._run_handler(), name=f"media-{call_uuid}")
-
-    async def _run_handler(self) -> None:
-        try:
-            await self._server.handler(self)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("call=%s peer=%s: media handler failed", self.call_label, self.peer)
-        if not self._closed:
-            await self.hangup()
-
-    def _uuid_timeout(self) -> None:
-        self._uuid_timer = None
-        if self._uuid is None and not self._closed:
-            waited = self._settings.uuid_timeout_s
-            self._end(f"no UUID frame within {waited:g} s", error="uuid_timeout")
+        self._start_handler()
 
     # --- teardown -------------------------------------------------------------------------
 
@@ -409,9 +323,7 @@ class NativeSession:
         """End this connection once, with one log line; ``error`` names the failure kind."""
         if self._closed:
             return
-        if self._uuid_timer is not None:
-            self._uuid_timer.cancel()
-            self._uuid_timer = None
+        self._cancel_uuid_timer()
         self._server.drop_plays(self._conn)
         stats = self._final = self._read_stats()[0]
         _, played, rate = self._engine.playback(self._conn)
@@ -420,25 +332,8 @@ class NativeSession:
         self._end_reason = reason
         self._engine.close_conn(self._conn, last, error is not None)
         self._held.clear()
-        self._inbox_done = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        if error is not None:
-            AUDIOSOCKET_ERRORS.labels(error).inc()
-        level = logging.INFO if error is None else logging.WARNING
-        log.log(
-            level,
-            "call=%s peer=%s ended: %s (frames in=%d out=%d late=%d skipped=%d dropped=%d)",
-            self.call_label,
-            self.peer,
-            reason,
-            stats.frames_in,
-            stats.frames_out,
-            stats.late_frames,
-            stats.skipped_frames,
-            stats.dropped_frames,
-        )
+        self._finish_inbox()
+        self._log_end(reason, error, stats)
         self._server._session_ended(self)
 
 

@@ -82,56 +82,45 @@ class Inbox:
                 session._waiter = None
 
 
-class AudioSocketSession(asyncio.Protocol):
-    """The server side of one AudioSocket connection (implements ``MediaSession``)."""
+class SessionBase:
+    """What the sessions of both engines share: the call's identity and rate, the inbox and
+    its end, the handler's task, resampling agent audio to the line's rate, and the one log
+    line each connection ends with. Subclasses call ``_init_common`` first in ``__init__``."""
 
-    def __init__(
-        self,
-        settings: MediaSettings,
-        handler: SessionHandler,
-        pacer: Pacer,
-        on_end: Callable[[AudioSocketSession], None],
-        on_start: Callable[[AudioSocketSession], bool] | None = None,
-    ) -> None:
+    _settings: MediaSettings
+    _handler: SessionHandler
+    _loop: asyncio.AbstractEventLoop
+    _uuid: uuid.UUID | None
+    _uuid_timer: asyncio.TimerHandle | None
+    _task: asyncio.Task[None] | None
+    _inbox: deque[InboundItem]
+    _inbox_done: bool
+    _waiter: asyncio.Future[None] | None
+    _rate: int
+    _rate_known: bool
+    _resamplers: dict[int, StreamResampler]
+    _resampler_holds: bool
+    _closed: bool
+    _end_reason: str | None
+    peer: str
+
+    def _init_common(self, settings: MediaSettings, handler: SessionHandler) -> None:
         self._settings = settings
         self._handler = handler
-        self._pacer = pacer
-        self._on_end = on_end
-        self._on_start = on_start
-        self._loop: asyncio.AbstractEventLoop = asyncio.get_running_loop()
-        self._parser = Parser(settings.max_payload)
-        self._transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
         self.peer = "?"
-        self.stats = MediaStats()
-        self._uuid: uuid.UUID | None = None
-        self._uuid_timer: asyncio.TimerHandle | None = None
-        self._connected_at = 0.0
-        self._task: asyncio.Task[None] | None = None
-        # inbound
-        self._inbox: deque[InboundItem] = deque()
+        self._uuid = None
+        self._uuid_timer = None
+        self._task = None
+        self._inbox = deque()
         self._inbox_done = False
-        self._waiter: asyncio.Future[None] | None = None
-        self._receiver: Callable[[InboundItem], None] | None = None
-        self._reading_paused = False
-        self._pause_at = settings.inbound_queue_frames
-        self._resume_at = settings.inbound_queue_frames // 2
-        # outbound
-        self._rate: int = settings.default_sample_rate
+        self._waiter = None
+        self._rate = settings.default_sample_rate
         self._rate_known = False
-        self._playback = bytearray()
-        self._resamplers: dict[int, StreamResampler] = {}
+        self._resamplers = {}
         self._resampler_holds = False  # a resampler may hold the tail of played audio
-        self._played_bytes = 0
-        self._writing_paused_at: float | None = None
-        self._late_after_s = settings.frame_ms / 2000.0
-        self._phase = PhaseTracker(settings.frame_ms / 1000.0)
-        self._write_after_s = settings.write_after_inbound_ms / 1000.0
-        self._backlog = False  # delivering frames that waited in the parser
-        self._set_frame_format()
         self._closed = False
-        self._end_reason: str | None = None
-
-    # --- MediaSession ---------------------------------------------------------------------
+        self._end_reason = None
 
     @property
     def call_uuid(self) -> uuid.UUID:
@@ -144,7 +133,151 @@ class AudioSocketSession(asyncio.Protocol):
         return self._rate
 
     def inbound(self) -> AsyncIterator[InboundItem]:
-        return Inbox(self)
+        return Inbox(self)  # type: ignore[arg-type]  # subclasses have the rest of InboxOwner
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def rate_known(self) -> bool:
+        """Whether inbound audio has told us the connection's rate yet."""
+        return self._rate_known
+
+    @property
+    def end_reason(self) -> str | None:
+        return self._end_reason
+
+    @property
+    def uuid_or_none(self) -> uuid.UUID | None:
+        """The call's UUID once its UUID frame has arrived."""
+        return self._uuid
+
+    @property
+    def call_label(self) -> str:
+        return str(self._uuid) if self._uuid is not None else "-"
+
+    @property
+    def handler_task(self) -> asyncio.Task[None] | None:
+        return self._task
+
+    def cancel_handler(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    def _to_line_rate(self, pcm: bytes, sample_rate: int | None) -> bytes:
+        """Check agent audio and resample it to the line's rate (each input rate keeps its
+        filter's state, so a stream of chunks resamples as one)."""
+        if len(pcm) % 2:
+            raise ValueError(f"slin audio must be whole 16-bit samples, got {len(pcm)} bytes")
+        rate = sample_rate or self._rate
+        if rate == self._rate or self._closed or not pcm:
+            return pcm
+        resampler = self._resamplers.get(rate)
+        if resampler is None:
+            resampler = self._resamplers[rate] = StreamResampler(rate, self._rate)
+        self._resampler_holds = True
+        return resampler.process(pcm)
+
+    def _reset_resamplers(self) -> None:
+        for resampler in self._resamplers.values():
+            resampler.reset()
+        self._resampler_holds = False
+
+    def _resampler_tails(self) -> bytes:
+        """The agent's audio ran short: what the resampling filters still hold."""
+        self._resampler_holds = False
+        return b"".join(resampler.flush() for resampler in self._resamplers.values())
+
+    def _start_handler(self) -> None:
+        name = f"media-{self._uuid}"
+        self._task = self._loop.create_task(self._run_handler(), name=name)
+
+    async def _run_handler(self) -> None:
+        try:
+            await self._handler(self)  # type: ignore[arg-type]  # subclasses are MediaSessions
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("call=%s peer=%s: media handler failed", self.call_label, self.peer)
+        if not self._closed:
+            await self.hangup()
+
+    async def hangup(self) -> None:
+        raise NotImplementedError
+
+    def _end(self, reason: str, *, error: str | None = None) -> None:
+        raise NotImplementedError
+
+    def _cancel_uuid_timer(self) -> None:
+        if self._uuid_timer is not None:
+            self._uuid_timer.cancel()
+            self._uuid_timer = None
+
+    def _uuid_timeout(self) -> None:
+        self._uuid_timer = None
+        if self._uuid is None and not self._closed:
+            waited = self._settings.uuid_timeout_s
+            self._end(f"no UUID frame within {waited:g} s", error="uuid_timeout")
+
+    def _finish_inbox(self) -> None:
+        self._inbox_done = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _log_end(self, reason: str, error: str | None, stats: MediaStats) -> None:
+        """The connection's one log line (and its error counted, if it ended in one)."""
+        if error is not None:
+            AUDIOSOCKET_ERRORS.labels(error).inc()
+        level = logging.INFO if error is None else logging.WARNING
+        log.log(
+            level,
+            "call=%s peer=%s ended: %s (frames in=%d out=%d late=%d skipped=%d dropped=%d)",
+            self.call_label,
+            self.peer,
+            reason,
+            stats.frames_in,
+            stats.frames_out,
+            stats.late_frames,
+            stats.skipped_frames,
+            stats.dropped_frames,
+        )
+
+
+class AudioSocketSession(SessionBase, asyncio.Protocol):
+    """The server side of one AudioSocket connection (implements ``MediaSession``)."""
+
+    def __init__(
+        self,
+        settings: MediaSettings,
+        handler: SessionHandler,
+        pacer: Pacer,
+        on_end: Callable[[AudioSocketSession], None],
+        on_start: Callable[[AudioSocketSession], bool] | None = None,
+    ) -> None:
+        self._init_common(settings, handler)
+        self._pacer = pacer
+        self._on_end = on_end
+        self._on_start = on_start
+        self._parser = Parser(settings.max_payload)
+        self._transport: asyncio.Transport | None = None
+        self.stats = MediaStats()
+        self._connected_at = 0.0
+        # inbound
+        self._receiver: Callable[[InboundItem], None] | None = None
+        self._reading_paused = False
+        self._pause_at = settings.inbound_queue_frames
+        self._resume_at = settings.inbound_queue_frames // 2
+        # outbound
+        self._playback = bytearray()
+        self._played_bytes = 0
+        self._writing_paused_at: float | None = None
+        self._late_after_s = settings.frame_ms / 2000.0
+        self._phase = PhaseTracker(settings.frame_ms / 1000.0)
+        self._write_after_s = settings.write_after_inbound_ms / 1000.0
+        self._backlog = False  # delivering frames that waited in the parser
+        self._set_frame_format()
 
     def set_receiver(self, receiver: Callable[[InboundItem], None] | None) -> None:
         """Hand each inbound item to ``receiver(item)`` as soon as its frame is read, on the
@@ -164,32 +297,20 @@ class AudioSocketSession(asyncio.Protocol):
             self._resume_reading()
 
     def play(self, pcm: bytes, sample_rate: int | None = None) -> None:
-        if len(pcm) % 2:
-            raise ValueError(f"slin audio must be whole 16-bit samples, got {len(pcm)} bytes")
+        pcm = self._to_line_rate(pcm, sample_rate)
         if self._closed or not pcm:
             return
-        rate = sample_rate or self._rate
-        if rate != self._rate:
-            resampler = self._resamplers.get(rate)
-            if resampler is None:
-                resampler = self._resamplers[rate] = StreamResampler(rate, self._rate)
-            pcm = resampler.process(pcm)
-            self._resampler_holds = True
         self._playback += pcm
 
     def clear(self) -> int:
         dropped = len(self._playback)
         self._playback.clear()
-        for resampler in self._resamplers.values():
-            resampler.reset()
-        self._resampler_holds = False
+        self._reset_resamplers()
         return dropped
 
     def _flush_resamplers(self) -> None:
         """The agent's audio ran short: release what the resampling filters still hold."""
-        self._resampler_holds = False
-        for resampler in self._resamplers.values():
-            self._playback += resampler.flush()
+        self._playback += self._resampler_tails()
 
     @property
     def queued_ms(self) -> float:
@@ -207,29 +328,7 @@ class AudioSocketSession(asyncio.Protocol):
             transport.write(HANGUP_BYTES)
         self._end("hung up by us")
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     # --- extras ---------------------------------------------------------------------------
-
-    @property
-    def rate_known(self) -> bool:
-        """Whether inbound audio has told us the connection's rate yet."""
-        return self._rate_known
-
-    @property
-    def end_reason(self) -> str | None:
-        return self._end_reason
-
-    @property
-    def uuid_or_none(self) -> uuid.UUID | None:
-        """The call's UUID once its UUID frame has arrived."""
-        return self._uuid
-
-    @property
-    def call_label(self) -> str:
-        return str(self._uuid) if self._uuid is not None else "-"
 
     def socket_option(self, level: int, option: int) -> int:
         """An option of the connection's socket (e.g. ``TCP_NODELAY``), read from the kernel."""
@@ -389,38 +488,14 @@ class AudioSocketSession(asyncio.Protocol):
             finally:
                 self._backlog = False
 
-    def _finish_inbox(self) -> None:
-        self._inbox_done = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     def _start(self, call_uuid: uuid.UUID) -> None:
         self._uuid = call_uuid
-        if self._uuid_timer is not None:
-            self._uuid_timer.cancel()
-            self._uuid_timer = None
+        self._cancel_uuid_timer()
         if self._on_start is not None and not self._on_start(self):
             self._uuid = None  # the call belongs to the connection that has it already
             raise ProtocolError(f"call {call_uuid} is already connected")
         self._pacer.add(self)
-        self._task = self._loop.create_task(self._run_handler(), name=f"media-{call_uuid}")
-
-    async def _run_handler(self) -> None:
-        try:
-            await self._handler(self)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("call=%s peer=%s: media handler failed", self.call_label, self.peer)
-        if not self._closed:
-            await self.hangup()
-
-    def _uuid_timeout(self) -> None:
-        self._uuid_timer = None
-        if self._uuid is None and not self._closed:
-            waited = self._settings.uuid_timeout_s
-            self._end(f"no UUID frame within {waited:g} s", error="uuid_timeout")
+        self._start_handler()
 
     # --- outbound -------------------------------------------------------------------------
 
@@ -486,9 +561,7 @@ class AudioSocketSession(asyncio.Protocol):
             return
         self._closed = True
         self._end_reason = reason
-        if self._uuid_timer is not None:
-            self._uuid_timer.cancel()
-            self._uuid_timer = None
+        self._cancel_uuid_timer()
         self._pacer.remove(self)
         self._playback.clear()
         self._finish_inbox()
@@ -498,31 +571,8 @@ class AudioSocketSession(asyncio.Protocol):
                 transport.abort()
             else:
                 transport.close()
-        stats = self.stats
-        if error is not None:
-            AUDIOSOCKET_ERRORS.labels(error).inc()
-        level = logging.INFO if error is None else logging.WARNING
-        log.log(
-            level,
-            "call=%s peer=%s ended: %s (frames in=%d out=%d late=%d skipped=%d dropped=%d)",
-            self.call_label,
-            self.peer,
-            reason,
-            stats.frames_in,
-            stats.frames_out,
-            stats.late_frames,
-            stats.skipped_frames,
-            stats.dropped_frames,
-        )
+        self._log_end(reason, error, self.stats)
         self._on_end(self)
-
-    def cancel_handler(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-
-    @property
-    def handler_task(self) -> asyncio.Task[None] | None:
-        return self._task
 
 
 if TYPE_CHECKING:
