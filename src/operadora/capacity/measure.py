@@ -28,7 +28,7 @@ _STEP = re.compile(r"^N=\s*(\d+)\s+cpu\s+([\d.]+)\s+ms/call-s.*?\b(ok|BROKEN)\s*
 _WORKERS = re.compile(r"\bworkers=(\d+)")
 QUICK_ENV = {"OPERADORA_BENCH_QUICK": "1"}
 # start the media load small: on a small or busy machine pacing may break before 50 calls
-MEDIA_ARGS = ("--start", "10")
+MEDIA_ARGS = ("--start", "10", "--no-baseline")  # the plan needs no asyncio-engine baseline
 
 
 def parse_key_values(text: str) -> dict[str, str]:
