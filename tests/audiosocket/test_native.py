@@ -130,6 +130,13 @@ def test_the_engine_refuses_bad_settings_and_unknown_connections() -> None:
         with pytest.raises(KeyError):
             engine.stats(1 << 40)
         assert engine.events() == []
+        engine.play_many([(12345, b"\x00\x00", False)])  # a call that has ended: skipped
+        with pytest.raises(TypeError, match="list of"):
+            engine.play_many((12345, b"", False))  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="pcm bytes"):
+            engine.play_many([(12345, "not bytes", False)])  # type: ignore[list-item]
+        with pytest.raises(OverflowError):
+            engine.play_many([(-1, b"", False)])
     finally:
         engine.close()
     with pytest.raises(RuntimeError, match="closed"):

@@ -741,9 +741,13 @@ static PyObject *Engine_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     return (PyObject *)e;
 }
 
-static Conn *get_conn(Engine *e, PyObject *arg) {
-    unsigned long long id = PyLong_AsUnsignedLongLong(arg);
-    if (id == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+/* A connection id from Python, read before the lock is taken (reading it may run Python). */
+static int parse_id(PyObject *arg, unsigned long long *id) {
+    *id = PyLong_AsUnsignedLongLong(arg);
+    return *id == (unsigned long long)-1 && PyErr_Occurred() ? -1 : 0;
+}
+
+static Conn *get_conn(Engine *e, unsigned long long id) {
     Conn *c = lookup(e, id);
     if (!c) PyErr_Format(PyExc_KeyError, "no media connection %llu", id);
     return c;
@@ -822,8 +826,10 @@ static PyObject *Engine_add(Engine *e, PyObject *args) {
 static PyObject *Engine_start(Engine *e, PyObject *arg) {
     /* the call is accepted: its first frame is due one period from now */
     Conn *c;
+    unsigned long long cid;
+    if (parse_id(arg, &cid)) return NULL;
     LOCKED({
-        c = get_conn(e, arg);
+        c = get_conn(e, cid);
         if (c && c->state == OPEN && !c->pacing) {
             c->pacing = 1;
             c->next_tick = now_tick(e, mono()) + SLOTS;
@@ -840,8 +846,13 @@ static PyObject *Engine_play(Engine *e, PyObject *args) {
     if (!PyArg_ParseTuple(args, "Oy*|p", &id, &pcm, &holds)) return NULL;
     Conn *c;
     int failed = 0;
+    unsigned long long cid;
+    if (parse_id(id, &cid)) {
+        PyBuffer_Release(&pcm);
+        return NULL;
+    }
     LOCKED({
-        c = get_conn(e, id);
+        c = get_conn(e, cid);
         if (c) {
             failed = buf_append(&c->playback, pcm.buf, (size_t)pcm.len);
             if (holds) c->low_armed = 1;
@@ -860,33 +871,53 @@ static PyObject *Engine_play_many(Engine *e, PyObject *plays) {
         PyErr_SetString(PyExc_TypeError, "play_many takes a list of (id, pcm, holds)");
         return NULL;
     }
-    Py_ssize_t count = PyList_GET_SIZE(plays);
+    /* a tuple of the list holds every item (and so its bytes) whatever runs meanwhile */
+    PyObject *items = PyList_AsTuple(plays);
+    if (!items) return NULL;
+    Py_ssize_t count = PyTuple_GET_SIZE(items);
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *item = PyList_GET_ITEM(plays, i);
+        PyObject *item = PyTuple_GET_ITEM(items, i);
         if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3 ||
             !PyBytes_Check(PyTuple_GET_ITEM(item, 1))) {
             PyErr_SetString(PyExc_TypeError, "play_many takes a list of (id, pcm bytes, holds)");
+            Py_DECREF(items);
             return NULL;
         }
+    }
+    /* ids and flags are read before the lock is taken (reading them may run Python) */
+    unsigned long long *ids = PyMem_Malloc((size_t)(count ? count : 1) * sizeof *ids);
+    char *holds = PyMem_Malloc((size_t)(count ? count : 1));
+    if (!ids || !holds) {
+        PyMem_Free(ids);
+        PyMem_Free(holds);
+        Py_DECREF(items);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = PyTuple_GET_ITEM(items, i);
+        int flag = PyObject_IsTrue(PyTuple_GET_ITEM(item, 2));
+        if (parse_id(PyTuple_GET_ITEM(item, 0), &ids[i]) || flag < 0) {
+            PyMem_Free(ids);
+            PyMem_Free(holds);
+            Py_DECREF(items);
+            return NULL;
+        }
+        holds[i] = (char)flag;
     }
     int failed = 0;
     LOCKED({
         for (Py_ssize_t i = 0; i < count && !failed; i++) {
-            PyObject *item = PyList_GET_ITEM(plays, i);
-            unsigned long long id = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(item, 0));
-            if (id == (unsigned long long)-1 && PyErr_Occurred()) {
-                failed = 2;
-                break;
-            }
-            Conn *c = lookup(e, id);
+            Conn *c = lookup(e, ids[i]);
             if (!c || c->state != OPEN) continue;
-            PyObject *pcm = PyTuple_GET_ITEM(item, 1);
+            PyObject *pcm = PyTuple_GET_ITEM(PyTuple_GET_ITEM(items, i), 1);
             failed = buf_append(&c->playback, (uint8_t *)PyBytes_AS_STRING(pcm),
                                 (size_t)PyBytes_GET_SIZE(pcm));
-            if (PyObject_IsTrue(PyTuple_GET_ITEM(item, 2)) > 0) c->low_armed = 1;
+            if (holds[i]) c->low_armed = 1;
         }
     });
-    if (failed == 2) return NULL;
+    PyMem_Free(ids);
+    PyMem_Free(holds);
+    Py_DECREF(items);
     if (failed) return PyErr_NoMemory();
     Py_RETURN_NONE;
 }
@@ -894,8 +925,10 @@ static PyObject *Engine_play_many(Engine *e, PyObject *plays) {
 static PyObject *Engine_clear(Engine *e, PyObject *arg) {
     Conn *c;
     size_t dropped = 0;
+    unsigned long long cid;
+    if (parse_id(arg, &cid)) return NULL;
     LOCKED({
-        c = get_conn(e, arg);
+        c = get_conn(e, cid);
         if (c) {
             dropped = c->playback.len;
             buf_consume(&c->playback, c->playback.len);
@@ -910,8 +943,10 @@ static PyObject *Engine_take_playback(Engine *e, PyObject *arg) {
     /* after a change of the line's rate: the queued audio (at the old rate), to resample */
     Conn *c;
     PyObject *result = NULL;
+    unsigned long long cid;
+    if (parse_id(arg, &cid)) return NULL;
     LOCKED({
-        c = get_conn(e, arg);
+        c = get_conn(e, cid);
         if (c) {
             result = PyBytes_FromStringAndSize((char *)c->playback.data + c->playback.head,
                                                (Py_ssize_t)c->playback.len);
@@ -926,8 +961,10 @@ static PyObject *Engine_playback(Engine *e, PyObject *arg) {
     /* (queued bytes, played bytes, rate) */
     Conn *c;
     PyObject *result = NULL;
+    unsigned long long cid;
+    if (parse_id(arg, &cid)) return NULL;
     LOCKED({
-        c = get_conn(e, arg);
+        c = get_conn(e, cid);
         if (c) result = Py_BuildValue("(nKi)", (Py_ssize_t)c->playback.len,
                                       (unsigned long long)c->played_bytes, c->rate);
     });
@@ -939,8 +976,10 @@ static PyObject *Engine_set_reading(Engine *e, PyObject *args) {
     int on;
     if (!PyArg_ParseTuple(args, "Op", &id, &on)) return NULL;
     Conn *c;
+    unsigned long long cid;
+    if (parse_id(id, &cid)) return NULL;
     LOCKED({
-        c = get_conn(e, id);
+        c = get_conn(e, cid);
         if (c && c->state == OPEN && !c->stop_parsing && c->reading != on) {
             c->reading = on;
             watch(e, c);
@@ -955,8 +994,10 @@ static PyObject *Engine_stats(Engine *e, PyObject *arg) {
         bytes waiting to be sent) */
     Conn *c;
     PyObject *result = NULL;
+    unsigned long long cid;
+    if (parse_id(arg, &cid)) return NULL;
     LOCKED({
-        c = get_conn(e, arg);
+        c = get_conn(e, cid);
         if (c)
             result = Py_BuildValue(
                 "(KKKKKKy#n)", (unsigned long long)c->frames_in,
@@ -975,8 +1016,13 @@ static PyObject *Engine_close_conn(Engine *e, PyObject *args) {
     int abort_now = 0;
     if (!PyArg_ParseTuple(args, "O|y*p", &id, &last, &abort_now)) return NULL;
     Conn *c;
+    unsigned long long cid;
+    if (parse_id(id, &cid)) {
+        if (last.buf) PyBuffer_Release(&last);
+        return NULL;
+    }
     LOCKED({
-        c = get_conn(e, id);
+        c = get_conn(e, cid);
         if (c) {
             c->pacing = 0;
             if (abort_now || c->fd < 0) {
@@ -1039,8 +1085,10 @@ static PyObject *Engine_fd(Engine *e, PyObject *arg) {
     /* a connection's socket, to read its options (-1 once it is closed) */
     Conn *c;
     int fd = -1;
+    unsigned long long cid;
+    if (parse_id(arg, &cid)) return NULL;
     LOCKED({
-        c = get_conn(e, arg);
+        c = get_conn(e, cid);
         if (c) fd = c->fd;
     });
     if (!c) return NULL;
@@ -1051,8 +1099,10 @@ static PyObject *Engine_slot(Engine *e, PyObject *arg) {
     /* the 1 ms slot of the connection's next write (-1 when it is not paced) */
     Conn *c;
     long slot = -1;
+    unsigned long long cid;
+    if (parse_id(arg, &cid)) return NULL;
     LOCKED({
-        c = get_conn(e, arg);
+        c = get_conn(e, cid);
         if (c && c->pacing && c->state == OPEN) slot = (long)imod(c->next_tick, SLOTS);
     });
     if (!c) return NULL;
