@@ -40,7 +40,7 @@ from operadora.audiosocket.protocol import (
     ProtocolError,
     UuidFrame,
 )
-from operadora.audiosocket.session import SessionBase
+from operadora.audiosocket.session import SessionBase, hang_up_all
 from operadora.config import MediaSettings
 from operadora.media import AudioIn, DtmfIn, InboundItem, MediaSession, SessionHandler
 
@@ -76,7 +76,6 @@ class NativeSession(SessionBase):
         self._final: MediaStats | None = None
         # inbound
         self._held: deque[InboundItem] = deque()  # read while the inbox was full, in order
-        self._receiver: Callable[[InboundItem], None] | None = None
         self._reading_paused = False
         self._pause_at = settings.inbound_queue_frames
         self._resume_at = settings.inbound_queue_frames // 2
@@ -249,11 +248,8 @@ class NativeSession(SessionBase):
                 self._held.append(item)
             else:
                 self._deliver(item)
-        elif type(frame) is HangupFrame:
-            self._end("peer sent hangup")
-        elif type(frame) is ErrorFrame:
-            code = frame.payload.hex() or "(empty)"
-            self._end(f"peer sent error frame {code}", error="error_frame")
+        elif type(frame) is HangupFrame or type(frame) is ErrorFrame:
+            self._peer_ended(frame)
         elif type(frame) is AudioFrame:  # pragma: no cover - the engine hands audio over itself
             self.on_audio(frame.pcm, frame.sample_rate, at)
 
@@ -261,13 +257,7 @@ class NativeSession(SessionBase):
         self._end(f"protocol error: {exc}", error="protocol")
 
     def _deliver(self, item: InboundItem) -> None:
-        receiver = self._receiver
-        if receiver is not None:
-            try:
-                receiver(item)
-            except Exception as exc:
-                log.exception("call=%s peer=%s: media receiver failed", self.call_label, self.peer)
-                self._end(f"receiver failed: {exc!r}", error="handler")
+        if self._to_receiver(item):
             return
         inbox = self._inbox
         if len(inbox) >= self._pause_at:
@@ -535,15 +525,7 @@ class NativeMediaServer:
             self.loop.remove_reader(self._sock.fileno())
             self._sock.close()
             self._sock = None
-        sessions = list(self._by_conn.values())
-        tasks = [s.handler_task for s in sessions if s.handler_task is not None]
-        for session in sessions:
-            await session.hangup()
-        for task in tasks:
-            if not task.done():
-                task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await hang_up_all(list(self._by_conn.values()))
         if self.engine.fileno() >= 0:
             self.loop.remove_reader(self.engine.fileno())
         self.flush_plays()

@@ -9,7 +9,7 @@ import uuid
 
 from operadora.audiosocket.native import NativeMediaServer, native_available, start_native_server
 from operadora.audiosocket.pacing import MediaStats, Pacer
-from operadora.audiosocket.session import AudioSocketSession
+from operadora.audiosocket.session import AudioSocketSession, hang_up_all
 from operadora.config import MediaSettings
 from operadora.media import SessionHandler
 
@@ -94,15 +94,7 @@ class MediaServer:
         """Stop listening, hang up every call and wait for the handlers to finish."""
         if self._server is not None:
             self._server.close()
-        sessions = list(self._live)
-        tasks = [s.handler_task for s in sessions if s.handler_task is not None]
-        for session in sessions:
-            await session.hangup()
-        for task in tasks:
-            if not task.done():
-                task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await hang_up_all(list(self._live))
         self.pacer.close()
         if self._server is not None:
             await self._server.wait_closed()

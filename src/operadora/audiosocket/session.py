@@ -14,7 +14,7 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, cast
 
 from operadora.audio.pcm import duration_ms, frame_bytes
@@ -102,6 +102,7 @@ class SessionBase:
     _resampler_holds: bool
     _closed: bool
     _end_reason: str | None
+    _receiver: Callable[[InboundItem], None] | None
     peer: str
 
     def _init_common(self, settings: MediaSettings, handler: SessionHandler) -> None:
@@ -121,6 +122,7 @@ class SessionBase:
         self._resampler_holds = False  # a resampler may hold the tail of played audio
         self._closed = False
         self._end_reason = None
+        self._receiver = None
 
     @property
     def call_uuid(self) -> uuid.UUID:
@@ -220,6 +222,27 @@ class SessionBase:
             waited = self._settings.uuid_timeout_s
             self._end(f"no UUID frame within {waited:g} s", error="uuid_timeout")
 
+    def _to_receiver(self, item: InboundItem) -> bool:
+        """Hand ``item`` to the receiver if one is set (a receiver that raises ends the call);
+        False when there is none and the item goes to the inbox."""
+        receiver = self._receiver
+        if receiver is None:
+            return False
+        try:
+            receiver(item)
+        except Exception as exc:
+            log.exception("call=%s peer=%s: media receiver failed", self.call_label, self.peer)
+            self._end(f"receiver failed: {exc!r}", error="handler")
+        return True
+
+    def _peer_ended(self, frame: HangupFrame | ErrorFrame) -> None:
+        """The peer sent a hangup or an error frame: the call ends."""
+        if isinstance(frame, HangupFrame):
+            self._end("peer sent hangup")
+        else:
+            code = frame.payload.hex() or "(empty)"
+            self._end(f"peer sent error frame {code}", error="error_frame")
+
     def _finish_inbox(self) -> None:
         self._inbox_done = True
         waiter = self._waiter
@@ -265,7 +288,6 @@ class AudioSocketSession(SessionBase, asyncio.Protocol):
         self.stats = MediaStats()
         self._connected_at = 0.0
         # inbound
-        self._receiver: Callable[[InboundItem], None] | None = None
         self._reading_paused = False
         self._pause_at = settings.inbound_queue_frames
         self._resume_at = settings.inbound_queue_frames // 2
@@ -453,20 +475,11 @@ class AudioSocketSession(SessionBase, asyncio.Protocol):
                 raise ProtocolError("DTMF before the UUID frame")
             self.stats.dtmf_in += 1
             self._deliver(DtmfIn(frame.digit, time.monotonic()))
-        elif type(frame) is HangupFrame:
-            self._end("peer sent hangup")
-        elif type(frame) is ErrorFrame:
-            code = frame.payload.hex() or "(empty)"
-            self._end(f"peer sent error frame {code}", error="error_frame")
+        elif type(frame) is HangupFrame or type(frame) is ErrorFrame:
+            self._peer_ended(frame)
 
     def _deliver(self, item: InboundItem) -> None:
-        receiver = self._receiver
-        if receiver is not None:
-            try:
-                receiver(item)
-            except Exception as exc:
-                log.exception("call=%s peer=%s: media receiver failed", self.call_label, self.peer)
-                self._end(f"receiver failed: {exc!r}", error="handler")
+        if self._to_receiver(item):
             return
         inbox = self._inbox
         inbox.append(item)
@@ -573,6 +586,18 @@ class AudioSocketSession(SessionBase, asyncio.Protocol):
                 transport.close()
         self._log_end(reason, error, self.stats)
         self._on_end(self)
+
+
+async def hang_up_all(sessions: Sequence[SessionBase]) -> None:
+    """A server closing: hang every call up, then cancel and wait for their handlers."""
+    tasks = [s.handler_task for s in sessions if s.handler_task is not None]
+    for session in sessions:
+        await session.hangup()
+    for task in tasks:
+        if not task.done():
+            task.cancel()
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 if TYPE_CHECKING:
