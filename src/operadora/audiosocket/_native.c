@@ -134,7 +134,7 @@ typedef struct {
     /* settings */
     double frame_s, slot_s, early_s, write_after_s, keepalive_s, stall_s, late_after_s;
     size_t max_payload, buffer_limit;
-    int default_rate, hysteresis, nice_boost, boosted;
+    int default_rate, hysteresis, nice_boost;
     /* connections: an id is (generation << 32) | (ID_BASE + index), never reused */
     Conn **conns;
     size_t nconns, capconns;
@@ -588,8 +588,7 @@ static void *io_thread(void *arg) {
         pid_t tid = (pid_t)syscall(SYS_gettid);
         errno = 0;
         int nice_now = getpriority(PRIO_PROCESS, (id_t)tid);
-        if (!errno && !setpriority(PRIO_PROCESS, (id_t)tid, nice_now - e->nice_boost))
-            e->boosted = e->nice_boost;
+        if (!errno) setpriority(PRIO_PROCESS, (id_t)tid, nice_now - e->nice_boost);
     }
     for (;;) {
         pthread_mutex_lock(&e->lock);
@@ -753,6 +752,20 @@ static Conn *get_conn(Engine *e, unsigned long long id) {
     return c;
 }
 
+/* Declares ``c``: the connection ``arg`` names, on which ``body`` runs under the lock; the
+   function returns NULL (KeyError set) when there is none. */
+#define WITH_CONN(arg, body)                                                                \
+    Conn *c;                                                                                \
+    unsigned long long cid;                                                                 \
+    if (parse_id(arg, &cid)) return NULL;                                                   \
+    LOCKED({                                                                                \
+        c = get_conn(e, cid);                                                               \
+        if (c) {                                                                            \
+            body;                                                                           \
+        }                                                                                   \
+    });                                                                                     \
+    if (!c) return NULL
+
 #define LOCKED(body)                                                                        \
     do {                                                                                    \
         if (pthread_mutex_trylock(&e->lock)) {                                              \
@@ -825,17 +838,10 @@ static PyObject *Engine_add(Engine *e, PyObject *args) {
 
 static PyObject *Engine_start(Engine *e, PyObject *arg) {
     /* the call is accepted: its first frame is due one period from now */
-    Conn *c;
-    unsigned long long cid;
-    if (parse_id(arg, &cid)) return NULL;
-    LOCKED({
-        c = get_conn(e, cid);
-        if (c && c->state == OPEN && !c->pacing) {
-            c->pacing = 1;
-            c->next_tick = now_tick(e, mono()) + SLOTS;
-        }
+    WITH_CONN(arg, if (c->state == OPEN && !c->pacing) {
+        c->pacing = 1;
+        c->next_tick = now_tick(e, mono()) + SLOTS;
     });
-    if (!c) return NULL;
     Py_RETURN_NONE;
 }
 
@@ -923,51 +929,32 @@ static PyObject *Engine_play_many(Engine *e, PyObject *plays) {
 }
 
 static PyObject *Engine_clear(Engine *e, PyObject *arg) {
-    Conn *c;
     size_t dropped = 0;
-    unsigned long long cid;
-    if (parse_id(arg, &cid)) return NULL;
-    LOCKED({
-        c = get_conn(e, cid);
-        if (c) {
-            dropped = c->playback.len;
-            buf_consume(&c->playback, c->playback.len);
-            c->low_armed = 0;
-        }
+    WITH_CONN(arg, {
+        dropped = c->playback.len;
+        buf_consume(&c->playback, c->playback.len);
+        c->low_armed = 0;
     });
-    if (!c) return NULL;
     return PyLong_FromSize_t(dropped);
 }
 
 static PyObject *Engine_take_playback(Engine *e, PyObject *arg) {
     /* after a change of the line's rate: the queued audio (at the old rate), to resample */
-    Conn *c;
     PyObject *result = NULL;
-    unsigned long long cid;
-    if (parse_id(arg, &cid)) return NULL;
-    LOCKED({
-        c = get_conn(e, cid);
-        if (c) {
-            result = PyBytes_FromStringAndSize((char *)c->playback.data + c->playback.head,
-                                               (Py_ssize_t)c->playback.len);
-            buf_consume(&c->playback, c->playback.len);
-            c->rate_hold = 0;
-        }
+    WITH_CONN(arg, {
+        result = PyBytes_FromStringAndSize((char *)c->playback.data + c->playback.head,
+                                           (Py_ssize_t)c->playback.len);
+        buf_consume(&c->playback, c->playback.len);
+        c->rate_hold = 0;
     });
     return result;
 }
 
 static PyObject *Engine_playback(Engine *e, PyObject *arg) {
     /* (queued bytes, played bytes, rate) */
-    Conn *c;
     PyObject *result = NULL;
-    unsigned long long cid;
-    if (parse_id(arg, &cid)) return NULL;
-    LOCKED({
-        c = get_conn(e, cid);
-        if (c) result = Py_BuildValue("(nKi)", (Py_ssize_t)c->playback.len,
-                                      (unsigned long long)c->played_bytes, c->rate);
-    });
+    WITH_CONN(arg, result = Py_BuildValue("(nKi)", (Py_ssize_t)c->playback.len,
+                                          (unsigned long long)c->played_bytes, c->rate));
     return result;
 }
 
@@ -975,37 +962,23 @@ static PyObject *Engine_set_reading(Engine *e, PyObject *args) {
     PyObject *id;
     int on;
     if (!PyArg_ParseTuple(args, "Op", &id, &on)) return NULL;
-    Conn *c;
-    unsigned long long cid;
-    if (parse_id(id, &cid)) return NULL;
-    LOCKED({
-        c = get_conn(e, cid);
-        if (c && c->state == OPEN && !c->stop_parsing && c->reading != on) {
-            c->reading = on;
-            watch(e, c);
-        }
+    WITH_CONN(id, if (c->state == OPEN && !c->stop_parsing && c->reading != on) {
+        c->reading = on;
+        watch(e, c);
     });
-    if (!c) return NULL;
     Py_RETURN_NONE;
 }
 
 static PyObject *Engine_stats(Engine *e, PyObject *arg) {
     /* (frames_in, frames_out, audio_frames_out, late, skipped, dropped, histogram bytes,
         bytes waiting to be sent) */
-    Conn *c;
     PyObject *result = NULL;
-    unsigned long long cid;
-    if (parse_id(arg, &cid)) return NULL;
-    LOCKED({
-        c = get_conn(e, cid);
-        if (c)
-            result = Py_BuildValue(
-                "(KKKKKKy#n)", (unsigned long long)c->frames_in,
-                (unsigned long long)c->frames_out, (unsigned long long)c->audio_frames_out,
-                (unsigned long long)c->late, (unsigned long long)c->skipped,
-                (unsigned long long)c->dropped, (char *)c->hist, (Py_ssize_t)sizeof c->hist,
-                (Py_ssize_t)c->out.len);
-    });
+    WITH_CONN(arg, result = Py_BuildValue(
+                       "(KKKKKKy#n)", (unsigned long long)c->frames_in,
+                       (unsigned long long)c->frames_out, (unsigned long long)c->audio_frames_out,
+                       (unsigned long long)c->late, (unsigned long long)c->skipped,
+                       (unsigned long long)c->dropped, (char *)c->hist,
+                       (Py_ssize_t)sizeof c->hist, (Py_ssize_t)c->out.len));
     return result;
 }
 
@@ -1083,29 +1056,15 @@ static PyObject *Engine_events(Engine *e, PyObject *unused) {
 
 static PyObject *Engine_fd(Engine *e, PyObject *arg) {
     /* a connection's socket, to read its options (-1 once it is closed) */
-    Conn *c;
     int fd = -1;
-    unsigned long long cid;
-    if (parse_id(arg, &cid)) return NULL;
-    LOCKED({
-        c = get_conn(e, cid);
-        if (c) fd = c->fd;
-    });
-    if (!c) return NULL;
+    WITH_CONN(arg, fd = c->fd);
     return PyLong_FromLong(fd);
 }
 
 static PyObject *Engine_slot(Engine *e, PyObject *arg) {
     /* the 1 ms slot of the connection's next write (-1 when it is not paced) */
-    Conn *c;
     long slot = -1;
-    unsigned long long cid;
-    if (parse_id(arg, &cid)) return NULL;
-    LOCKED({
-        c = get_conn(e, cid);
-        if (c && c->pacing && c->state == OPEN) slot = (long)imod(c->next_tick, SLOTS);
-    });
-    if (!c) return NULL;
+    WITH_CONN(arg, if (c->pacing && c->state == OPEN) slot = (long)imod(c->next_tick, SLOTS));
     return PyLong_FromLong(slot);
 }
 
@@ -1117,12 +1076,7 @@ static PyObject *Engine_wakeups(Engine *e, PyObject *unused) {
     return PyLong_FromUnsignedLongLong(n);
 }
 
-static PyObject *Engine_boosted(Engine *e, PyObject *unused) {
-    /* how far the I/O thread's niceness was lowered (0: not permitted, or not asked) */
-    int n;
-    LOCKED(n = e->boosted);
-    return PyLong_FromLong(n);
-}
+
 
 static PyObject *Engine_close(Engine *e, PyObject *unused) {
     engine_shutdown(e);
@@ -1145,7 +1099,6 @@ static PyMethodDef Engine_methods[] = {
     {"fd", (PyCFunction)Engine_fd, METH_O, "fd(id): the connection's socket"},
     {"fileno", (PyCFunction)Engine_fileno, METH_NOARGS, "readable when events wait"},
     {"wakeups", (PyCFunction)Engine_wakeups, METH_NOARGS, "passes that wrote frames"},
-    {"boosted", (PyCFunction)Engine_boosted, METH_NOARGS, "the I/O thread's niceness boost"},
     {"close", (PyCFunction)Engine_close, METH_NOARGS, "stop the thread, close every socket"},
     {NULL, NULL, 0, NULL},
 };

@@ -23,7 +23,6 @@ import time
 import uuid
 from array import array
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from operadora.audio.pcm import duration_ms
@@ -40,7 +39,7 @@ from operadora.audiosocket.protocol import (
     ProtocolError,
     UuidFrame,
 )
-from operadora.audiosocket.session import SessionBase, hang_up_all
+from operadora.audiosocket.session import SessionBase, SessionRegistry
 from operadora.config import MediaSettings
 from operadora.media import AudioIn, DtmfIn, InboundItem, MediaSession, SessionHandler
 
@@ -76,23 +75,11 @@ class NativeSession(SessionBase):
         self._final: MediaStats | None = None
         # inbound
         self._held: deque[InboundItem] = deque()  # read while the inbox was full, in order
-        self._reading_paused = False
-        self._pause_at = settings.inbound_queue_frames
-        self._resume_at = settings.inbound_queue_frames // 2
         self._raw = Parser(settings.max_payload)
         # outbound: the queue itself is in the engine
 
-    def set_receiver(self, receiver: Callable[[InboundItem], None] | None) -> None:
-        """As :meth:`AudioSocketSession.set_receiver`: each inbound item goes to
-        ``receiver(item)`` on the event loop as the engine hands it over, instead of the inbox."""
-        self._receiver = receiver
-        if receiver is None:
-            return
-        for queue in (self._inbox, self._held):
-            while queue and self._receiver is receiver and not self._closed:
-                self._deliver(queue.popleft())
-        if self._reading_paused:
-            self._resume_reading()
+    def _waiting(self) -> tuple[deque[InboundItem], ...]:
+        return (self._inbox, self._held)
 
     def play(self, pcm: bytes, sample_rate: int | None = None) -> None:
         pcm = self._to_line_rate(pcm, sample_rate)
@@ -191,35 +178,33 @@ class NativeSession(SessionBase):
         """A frame that is not valid audio (UUID, DTMF, hangup, error, or a broken one)."""
         if self._closed:
             return
-        parser = self._raw
-        parser.feed(data)
-        try:
-            while (frame := parser.next_frame()) is not None:
-                self._on_frame(frame, at)
-                if self._closed:
-                    return
-        except ProtocolError as exc:
-            self._fail(exc)
+        self._raw.feed(data)
+        self._parse_raw(at)
 
     def on_eof(self, rest: bytes) -> None:
         if self._closed:
             return
-        parser = self._raw
         if rest:
-            parser.feed(rest)
-        parser.feed_eof()
-        try:
-            while (frame := parser.next_frame()) is not None:
-                self._on_frame(frame, time.monotonic())
-                if self._closed:
-                    return
-        except ProtocolError as exc:
-            self._fail(exc)
+            self._raw.feed(rest)
+        self._raw.feed_eof()
+        if not self._parse_raw(time.monotonic()) or self._closed:
             return
         if self._uuid is None:
             self._end("peer closed before sending its UUID")
         else:
             self._end("peer hung up")
+
+    def _parse_raw(self, at: float) -> bool:
+        """The frames the raw bytes hold, in order; False when they broke the protocol."""
+        try:
+            while (frame := self._raw.next_frame()) is not None:
+                self._on_frame(frame, at)
+                if self._closed:
+                    return True
+        except ProtocolError as exc:
+            self._fail(exc)
+            return False
+        return True
 
     def on_lost(self, err: int) -> None:
         if self._closed:
@@ -346,7 +331,7 @@ class PacerView:
         return int(self._engine.wakeups())
 
 
-class NativeMediaServer:
+class NativeMediaServer(SessionRegistry[NativeSession]):
     """A listening AudioSocket server on the native engine. Create it with
     :func:`start_native_server` (or ``start_media_server`` with ``media.engine``)."""
 
@@ -359,6 +344,7 @@ class NativeMediaServer:
                 "(it needs Linux and a C compiler when the package is installed); "
                 "set media.engine to 'asyncio' or 'auto'"
             )
+        super().__init__()
         self.settings = settings
         self.handler = handler
         self._reuse_port = reuse_port or settings.workers > 1
@@ -374,10 +360,6 @@ class NativeMediaServer:
             nice_boost=settings.io_nice_boost,
         )
         self.pacer = PacerView(self.engine)
-        self._by_conn: dict[int, NativeSession] = {}
-        self._by_uuid: dict[uuid.UUID, NativeSession] = {}
-        self.ended = MediaStats()
-        self.connections_total = 0
         self._sock: socket.socket | None = None
         self.port = 0
         # agent audio goes to the engine in one call per pass of the loop, not one per play()
@@ -431,7 +413,7 @@ class NativeMediaServer:
                 os.close(fd)
                 server_log.exception("the media engine refused a connection from %s", peer)
                 continue
-            self._by_conn[conn_id] = NativeSession(self, conn_id, peer)
+            self._live[conn_id] = NativeSession(self, conn_id, peer)
 
     def queue_play(self, conn: int, pcm: bytes, holds: bool) -> None:
         """Queue agent audio for a connection; it reaches the engine at the end of this pass
@@ -470,7 +452,7 @@ class NativeMediaServer:
             self.flush_plays()
 
     def _dispatch(self) -> None:
-        sessions = self._by_conn
+        sessions = self._live
         audio = _AUDIO
         for kind, conn, value, at, data in self.engine.events():
             session = sessions.get(conn)
@@ -489,35 +471,8 @@ class NativeMediaServer:
             elif kind == _LOW:
                 session.on_low()
 
-    def _session_started(self, session: NativeSession) -> bool:
-        if session.call_uuid in self._by_uuid:
-            return False
-        self._by_uuid[session.call_uuid] = session
-        return True
-
     def _session_ended(self, session: NativeSession) -> None:
-        call = session.uuid_or_none
-        if call is not None and self._by_uuid.get(call) is session:
-            del self._by_uuid[call]
-        if self._by_conn.pop(session._conn, None) is not None:
-            self.ended.merge(session.stats)
-
-    def session(self, call_uuid: uuid.UUID) -> NativeSession | None:
-        return self._by_uuid.get(call_uuid)
-
-    @property
-    def sessions(self) -> int:
-        return len(self._by_conn)
-
-    def live_sessions(self) -> list[NativeSession]:
-        return list(self._by_conn.values())
-
-    def stats(self) -> MediaStats:
-        total = MediaStats()
-        total.merge(self.ended)
-        for session in self._by_conn.values():
-            total.merge(session.stats)
-        return total
+        self._forget(session._conn, session)
 
     async def close(self) -> None:
         """Stop listening, hang up every call, wait for the handlers, stop the engine."""
@@ -525,7 +480,7 @@ class NativeMediaServer:
             self.loop.remove_reader(self._sock.fileno())
             self._sock.close()
             self._sock = None
-        await hang_up_all(list(self._by_conn.values()))
+        await self._hang_up_all()
         if self.engine.fileno() >= 0:
             self.loop.remove_reader(self.engine.fileno())
         self.flush_plays()

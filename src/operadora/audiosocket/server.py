@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import uuid
 
 from operadora.audiosocket.native import NativeMediaServer, native_available, start_native_server
-from operadora.audiosocket.pacing import MediaStats, Pacer
-from operadora.audiosocket.session import AudioSocketSession, hang_up_all
+from operadora.audiosocket.pacing import Pacer
+from operadora.audiosocket.session import AudioSocketSession, SessionRegistry
 from operadora.config import MediaSettings
 from operadora.media import SessionHandler
 
@@ -18,21 +17,18 @@ log = logging.getLogger(__name__)
 LISTEN_BACKLOG = 4096
 
 
-class MediaServer:
+class MediaServer(SessionRegistry[AudioSocketSession]):
     """A listening AudioSocket server. Create it with :func:`start_media_server`."""
 
     def __init__(
         self, settings: MediaSettings, handler: SessionHandler, *, reuse_port: bool = False
     ) -> None:
+        super().__init__()
         self.settings = settings
         self._reuse_port = reuse_port or settings.workers > 1
         self._handler = handler
         self._loop = asyncio.get_running_loop()
         self.pacer = Pacer(self._loop, settings.frame_ms / 1000.0)
-        self._live: set[AudioSocketSession] = set()
-        self._by_uuid: dict[uuid.UUID, AudioSocketSession] = {}
-        self.ended = MediaStats()  # totals of the connections that have ended
-        self.connections_total = 0
         self._server: asyncio.Server | None = None
         self.port = 0
 
@@ -53,48 +49,17 @@ class MediaServer:
         session = AudioSocketSession(
             self.settings, self._handler, self.pacer, self._session_ended, self._session_started
         )
-        self._live.add(session)
+        self._live[session] = session
         return session
 
-    def _session_started(self, session: AudioSocketSession) -> bool:
-        if session.call_uuid in self._by_uuid:
-            return False
-        self._by_uuid[session.call_uuid] = session
-        return True
-
-    def session(self, call_uuid: uuid.UUID) -> AudioSocketSession | None:
-        """The live connection of a call, by the UUID it sent (None if not connected)."""
-        return self._by_uuid.get(call_uuid)
-
     def _session_ended(self, session: AudioSocketSession) -> None:
-        call = session.uuid_or_none
-        if call is not None and self._by_uuid.get(call) is session:
-            del self._by_uuid[call]
-        if session in self._live:
-            self._live.discard(session)
-            self.ended.merge(session.stats)
-
-    @property
-    def sessions(self) -> int:
-        """Connections open now."""
-        return len(self._live)
-
-    def live_sessions(self) -> list[AudioSocketSession]:
-        return list(self._live)
-
-    def stats(self) -> MediaStats:
-        """Totals over every connection, ended and live."""
-        total = MediaStats()
-        total.merge(self.ended)
-        for session in self._live:
-            total.merge(session.stats)
-        return total
+        self._forget(session, session)
 
     async def close(self) -> None:
         """Stop listening, hang up every call and wait for the handlers to finish."""
         if self._server is not None:
             self._server.close()
-        await hang_up_all(list(self._live))
+        await self._hang_up_all()
         self.pacer.close()
         if self._server is not None:
             await self._server.wait_closed()

@@ -14,8 +14,8 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Protocol, cast
+from collections.abc import AsyncIterator, Callable, Hashable
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, cast
 
 from operadora.audio.pcm import duration_ms, frame_bytes
 from operadora.audio.resample import StreamResampler, resample
@@ -103,6 +103,9 @@ class SessionBase:
     _closed: bool
     _end_reason: str | None
     _receiver: Callable[[InboundItem], None] | None
+    _reading_paused: bool
+    _pause_at: int
+    _resume_at: int
     peer: str
 
     def _init_common(self, settings: MediaSettings, handler: SessionHandler) -> None:
@@ -123,6 +126,10 @@ class SessionBase:
         self._closed = False
         self._end_reason = None
         self._receiver = None
+        # back-pressure: reading pauses with this many items unread, resumes at half
+        self._reading_paused = False
+        self._pause_at = settings.inbound_queue_frames
+        self._resume_at = settings.inbound_queue_frames // 2
 
     @property
     def call_uuid(self) -> uuid.UUID:
@@ -135,7 +142,7 @@ class SessionBase:
         return self._rate
 
     def inbound(self) -> AsyncIterator[InboundItem]:
-        return Inbox(self)  # type: ignore[arg-type]  # subclasses have the rest of InboxOwner
+        return Inbox(self)
 
     @property
     def closed(self) -> bool:
@@ -222,6 +229,33 @@ class SessionBase:
             waited = self._settings.uuid_timeout_s
             self._end(f"no UUID frame within {waited:g} s", error="uuid_timeout")
 
+    def set_receiver(self, receiver: Callable[[InboundItem], None] | None) -> None:
+        """Hand each inbound item to ``receiver(item)`` as soon as its frame is read, on the
+        event loop, instead of queueing it for :meth:`inbound` (no queue, no task switch per
+        frame: the cheapest way to consume audio). Items already queued go to it first.
+        ``inbound()`` then yields nothing more but still ends when the call does, so a handler
+        can set a receiver and ``async for _ in session.inbound(): pass``. A receiver that
+        raises ends the call (logged, error kind ``handler``). ``None`` goes back to the inbox.
+        """
+        self._receiver = receiver
+        if receiver is None:
+            return
+        for queue in self._waiting():
+            while queue and self._receiver is receiver and not self._closed:
+                self._deliver(queue.popleft())
+        if self._reading_paused:
+            self._resume_reading()
+
+    def _waiting(self) -> tuple[deque[InboundItem], ...]:
+        """The items read but not yet delivered, in order (for a receiver set late)."""
+        raise NotImplementedError
+
+    def _deliver(self, item: InboundItem) -> None:
+        raise NotImplementedError
+
+    def _resume_reading(self) -> None:
+        raise NotImplementedError
+
     def _to_receiver(self, item: InboundItem) -> bool:
         """Hand ``item`` to the receiver if one is set (a receiver that raises ends the call);
         False when there is none and the item goes to the inbox."""
@@ -287,10 +321,6 @@ class AudioSocketSession(SessionBase, asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self.stats = MediaStats()
         self._connected_at = 0.0
-        # inbound
-        self._reading_paused = False
-        self._pause_at = settings.inbound_queue_frames
-        self._resume_at = settings.inbound_queue_frames // 2
         # outbound
         self._playback = bytearray()
         self._played_bytes = 0
@@ -301,22 +331,8 @@ class AudioSocketSession(SessionBase, asyncio.Protocol):
         self._backlog = False  # delivering frames that waited in the parser
         self._set_frame_format()
 
-    def set_receiver(self, receiver: Callable[[InboundItem], None] | None) -> None:
-        """Hand each inbound item to ``receiver(item)`` as soon as its frame is read, on the
-        event loop, instead of queueing it for :meth:`inbound` (no queue, no task switch per
-        frame: the cheapest way to consume audio). Items already queued go to it first.
-        ``inbound()`` then yields nothing more but still ends when the call does, so a handler
-        can set a receiver and ``async for _ in session.inbound(): pass``. A receiver that
-        raises ends the call (logged, error kind ``handler``). ``None`` goes back to the inbox.
-        """
-        self._receiver = receiver
-        if receiver is None:
-            return
-        inbox = self._inbox
-        while inbox and self._receiver is receiver and not self._closed:
-            self._deliver(inbox.popleft())
-        if self._reading_paused:
-            self._resume_reading()
+    def _waiting(self) -> tuple[deque[InboundItem], ...]:
+        return (self._inbox,)
 
     def play(self, pcm: bytes, sample_rate: int | None = None) -> None:
         pcm = self._to_line_rate(pcm, sample_rate)
@@ -588,16 +604,80 @@ class AudioSocketSession(SessionBase, asyncio.Protocol):
         self._on_end(self)
 
 
-async def hang_up_all(sessions: Sequence[SessionBase]) -> None:
-    """A server closing: hang every call up, then cancel and wait for their handlers."""
-    tasks = [s.handler_task for s in sessions if s.handler_task is not None]
-    for session in sessions:
-        await session.hangup()
-    for task in tasks:
-        if not task.done():
-            task.cancel()
-    if tasks:
-        await asyncio.gather(*tasks, return_exceptions=True)
+class Registered(Protocol):
+    """What :class:`SessionRegistry` needs of a session."""
+
+    @property
+    def uuid_or_none(self) -> uuid.UUID | None: ...
+
+    @property
+    def stats(self) -> MediaStats: ...
+
+    @property
+    def handler_task(self) -> asyncio.Task[None] | None: ...
+
+    async def hangup(self) -> None: ...
+
+
+S = TypeVar("S", bound=Registered)
+
+
+class SessionRegistry(Generic[S]):
+    """A server's live connections (by a key of its own), its calls by UUID, and the totals
+    of the connections that have ended: what both engines' servers keep alike."""
+
+    def __init__(self) -> None:
+        self._live: dict[Hashable, S] = {}
+        self._by_uuid: dict[uuid.UUID, S] = {}
+        self.ended = MediaStats()  # totals of the connections that have ended
+        self.connections_total = 0
+
+    def _session_started(self, session: S) -> bool:
+        """Register the call a session's UUID names; False when another connection has it."""
+        call = session.uuid_or_none
+        if call is None or call in self._by_uuid:
+            return False
+        self._by_uuid[call] = session
+        return True
+
+    def _forget(self, key: Hashable, session: S) -> None:
+        call = session.uuid_or_none
+        if call is not None and self._by_uuid.get(call) is session:
+            del self._by_uuid[call]
+        if self._live.pop(key, None) is not None:
+            self.ended.merge(session.stats)
+
+    def session(self, call_uuid: uuid.UUID) -> S | None:
+        """The live connection of a call, by the UUID it sent (None if not connected)."""
+        return self._by_uuid.get(call_uuid)
+
+    @property
+    def sessions(self) -> int:
+        """Connections open now."""
+        return len(self._live)
+
+    def live_sessions(self) -> list[S]:
+        return list(self._live.values())
+
+    def stats(self) -> MediaStats:
+        """Totals over every connection, ended and live."""
+        total = MediaStats()
+        total.merge(self.ended)
+        for session in self._live.values():
+            total.merge(session.stats)
+        return total
+
+    async def _hang_up_all(self) -> None:
+        """A server closing: hang every call up, then cancel and wait for their handlers."""
+        sessions = self.live_sessions()
+        tasks = [s.handler_task for s in sessions if s.handler_task is not None]
+        for session in sessions:
+            await session.hangup()
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 if TYPE_CHECKING:
