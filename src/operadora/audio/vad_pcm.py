@@ -125,7 +125,8 @@ class PcmVadRunner:
         self._ready.pop(stream, None)
 
     def flush(self) -> None:
-        """Score every whole window pending now, at most ``chunk`` windows per model run.
+        """Score every whole window pending now, at most ``chunk`` windows per model run
+        (with no urgent work on the loop, runs of the model's own pieces of 128).
 
         Between runs the loop's urgent work goes first (:func:`run_urgent_work`: the media
         server's paced writes), so a big batch (many calls, or a backlog after a stall) holds
